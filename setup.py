@@ -1,0 +1,40 @@
+"""Packaging for dap, the client and command-line tool for Instructure's DAP Query API.
+
+The version lives in dap_core/version.py and is read as text here, so that building a
+wheel never imports the package (or its dependencies).
+"""
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "dap_core" / "version.py").read_text(), re.M
+).group(1)
+
+setup(
+    name="dap",
+    version=VERSION,
+    description="Client and CLI for Instructure's Data Access Platform (Canvas Data 2) Query API",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["dap_core", "dap_core.*"]),
+    # Locked-down servers run older Pythons; 3.8 is the oldest we test (urllib3 2.2 there).
+    python_requires=">=3.8",
+    install_requires=[
+        "urllib3>=2.0,<3",
+        "docopt-ng>=0.9,<1",
+    ],
+    extras_require={
+        "parquet": ["fastparquet>=2023.2"],
+        "test": ["pytest>=7", "hypothesis>=6.50", "fastparquet>=2023.2"],
+    },
+    entry_points={"console_scripts": ["dap = dap_core.shell.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Environment :: Console",
+        "Topic :: Database",
+    ],
+)
