@@ -1,0 +1,71 @@
+# dap: every everyday job is a target. `make help` lists them.
+#
+# Everything runs from this checkout: a virtualenv in .venv holds the dependencies, and
+# bin/dap runs the code in place. Credentials come from the environment (DAP_API_URL,
+# DAP_API_KEY or DAP_CLIENT_ID/DAP_CLIENT_SECRET), never from this file.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DAP    := $(PY) bin/dap
+
+NAMESPACE ?= canvas
+FORMAT    ?= jsonl
+OUT       ?= downloads
+STATE     ?= $(OUT)/dap-state.json
+WHEELS    ?= wheelhouse
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test simulator bench soak clean wheelhouse list schema snapshot incremental
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[parquet,test]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## make .venv with dap and its extras (parquet, test); again only when setup.py changes
+
+demo: $(STAMP) ## run a snapshot and a chained incremental against the bundled simulator
+	@PYTHON=$(PY) bash bin/demo
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest -q
+
+simulator: $(STAMP) ## start the bundled DAP simulator on PORT (default 8642); ARGS for more options
+	$(PY) -m fixtures.simulator --port $(or $(PORT),8642) $(ARGS)
+
+bench: $(STAMP) ## benchmarks against a reference, results in bench/results/
+	$(PY) -m bench.run $(ARGS)
+
+soak: $(STAMP) ## the fault-injection soak (about 200 randomized runs)
+	$(PY) -m bench.soak $(ARGS)
+
+wheelhouse: $(STAMP) ## wheels of dap and all dependencies in $(WHEELS)/ for offline installs
+	rm -rf $(WHEELS)
+	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELS) '.[parquet]'
+	@echo "copy $(WHEELS)/ over, then: pip install --no-index --find-links $(WHEELS) 'dap[parquet]'"
+
+list: $(STAMP) ## list the tables of NAMESPACE (default canvas)
+	$(DAP) list --namespace $(NAMESPACE)
+
+schema: $(STAMP) ## write TABLE's schema into OUT
+	@test -n "$(TABLE)" || { echo "make schema: set TABLE=name (or TABLE=all)" >&2; exit 2; }
+	$(DAP) schema --namespace $(NAMESPACE) --table $(TABLE) --output-directory $(OUT)
+
+snapshot: $(STAMP) ## snapshot TABLE into OUT as FORMAT; records the checkpoint in STATE
+	@test -n "$(TABLE)" || { echo "make snapshot: set TABLE=name (or TABLE=all)" >&2; exit 2; }
+	$(DAP) snapshot --namespace $(NAMESPACE) --table $(TABLE) --format $(FORMAT) \
+	  --output-directory $(OUT) --state $(STATE)
+
+incremental: $(STAMP) ## changes of TABLE since SINCE, or since the checkpoint in STATE
+	@test -n "$(TABLE)" || { echo "make incremental: set TABLE=name (or TABLE=all)" >&2; exit 2; }
+	$(DAP) incremental --namespace $(NAMESPACE) --table $(TABLE) --format $(FORMAT) \
+	  --output-directory $(OUT) --state $(STATE) $(if $(SINCE),--since $(SINCE))
+
+clean: ## remove the virtualenv, build leftovers, downloads of the demo and bench results
+	rm -rf $(VENV) build dist *.egg-info $(WHEELS) demo-output bench/results .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

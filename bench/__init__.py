@@ -1,0 +1,1 @@
+"""Benchmarks and the fault soak; run with `make bench` and `make soak`."""
