@@ -1,0 +1,189 @@
+"""Query values: what to ask DAP for, validated before any request is made."""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
+
+from .errors import InvalidInput
+from .timestamps import format_timestamp, parse_timestamp
+
+__all__ = [
+    "FORMATS", "MODES", "WIRE_FORMATS", "ALL", "parse_format", "parse_mode", "check_name",
+    "parse_tables", "expand_tables", "wire_format", "SnapshotQuery", "IncrementalQuery",
+    "Query",
+]
+
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
+MODES = ("expanded", "condensed")
+# What DAP is asked for, per output format: JSON arrays are framed from JSONL lines, and
+# Parquet is written locally from JSONL records with types from the table's schema.
+WIRE_FORMATS = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv", "parquet": "jsonl"}
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
+_MAX_NAME = 128
+
+
+class _All:
+    """The table list `all`: every table of the namespace, as the service lists them."""
+
+    def __repr__(self) -> str:
+        return "ALL"
+
+    def __reduce__(self) -> str:
+        return "ALL"
+
+
+ALL = _All()
+TableSpec = Union[Tuple[str, ...], _All]
+
+
+def parse_format(text: str) -> str:
+    """One of FORMATS, case-insensitive."""
+    fmt = str(text).strip().lower()
+    if fmt not in FORMATS:
+        raise InvalidInput("unknown format %r" % text, "use one of " + ", ".join(FORMATS))
+    return fmt
+
+
+def parse_mode(text: Optional[str]) -> Optional[str]:
+    """One of MODES, case-insensitive, or None (DAP's default, expanded)."""
+    if text is None or str(text).strip() == "":
+        return None
+    mode = str(text).strip().lower()
+    if mode not in MODES:
+        raise InvalidInput("unknown mode %r" % text, "use one of " + ", ".join(MODES))
+    return mode
+
+
+def check_name(kind: str, text: str) -> str:
+    """`text` if it is a valid namespace or table name (it ends up in URLs and file names)."""
+    if isinstance(text, str) and len(text) <= _MAX_NAME and _NAME.fullmatch(text):
+        return text
+    hint = "use lower-case letters, digits and _, starting with a letter"
+    if isinstance(text, str) and _NAME.fullmatch(text.strip().lower()):
+        hint = "did you mean %r?" % text.strip().lower()
+    raise InvalidInput("%s name %r is not valid" % (kind, text), hint)
+
+
+def parse_tables(text: str) -> TableSpec:
+    """`a,b` -> ("a", "b") (duplicates dropped, order kept); `all` -> ALL."""
+    names = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not names:
+        raise InvalidInput("no table given", "name one or more tables (a,b) or all")
+    if any(name.lower() == "all" for name in names):
+        if len(names) > 1:
+            raise InvalidInput("`all` cannot be combined with table names in %r" % text,
+                               "ask for all, or list the tables")
+        return ALL
+    return tuple(dict.fromkeys(check_name("table", name) for name in names))
+
+
+def expand_tables(spec: TableSpec, available: Iterable[str]) -> Tuple[str, ...]:
+    """The tables to query: all of `available` for ALL, else `spec` if each one exists."""
+    known = tuple(dict.fromkeys(available))
+    if spec is ALL:
+        return known
+    unknown = [name for name in spec if name not in known]
+    if unknown:
+        close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+        hint = "did you mean %s?" % ", ".join(close) if close else "list the tables with dap list"
+        raise InvalidInput("unknown table%s: %s" % ("s" if len(unknown) > 1 else "",
+                                                    ", ".join(unknown)), hint)
+    return tuple(spec)
+
+
+def wire_format(output_format: str) -> str:
+    """The format DAP is asked for, given the format the user wants written."""
+    return WIRE_FORMATS[parse_format(output_format)]
+
+
+def _validate_common(query: Any) -> None:
+    # frozen dataclasses: normalised values are set once, here
+    object.__setattr__(query, "namespace", check_name("namespace", query.namespace))
+    object.__setattr__(query, "table", check_name("table", query.table))
+    object.__setattr__(query, "format", parse_format(query.format))
+    object.__setattr__(query, "mode", parse_mode(query.mode))
+
+
+def _body(query: Any) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"format": wire_format(query.format)}
+    if query.mode is not None:
+        body["mode"] = query.mode
+    return body
+
+
+@dataclass(frozen=True)
+class SnapshotQuery:
+    """The whole table as it is now."""
+
+    namespace: str
+    table: str
+    format: str = "jsonl"
+    mode: Optional[str] = None
+
+    kind = "snapshot"
+
+    def __post_init__(self) -> None:
+        _validate_common(self)
+
+    @property
+    def wire_format(self) -> str:
+        return wire_format(self.format)
+
+    def body(self) -> Dict[str, Any]:
+        """The JSON body of `POST .../data` (no `filter`: it was never implemented)."""
+        return _body(self)
+
+
+@dataclass(frozen=True)
+class IncrementalQuery:
+    """The changes in [since, until); `until` None asks for everything DAP has."""
+
+    namespace: str
+    table: str
+    since: datetime
+    until: Optional[datetime] = None
+    format: str = "jsonl"
+    mode: Optional[str] = None
+
+    kind = "incremental"
+
+    def __post_init__(self) -> None:
+        _validate_common(self)
+        since = _timestamp("since", self.since)
+        object.__setattr__(self, "since", since)
+        if self.until is not None:
+            until = _timestamp("until", self.until)
+            if until <= since:
+                raise InvalidInput("until (%s) is not after since (%s)" % (
+                    format_timestamp(until), format_timestamp(since)),
+                    "give an --until later than --since, or leave --until out")
+            object.__setattr__(self, "until", until)
+
+    @property
+    def wire_format(self) -> str:
+        return wire_format(self.format)
+
+    def body(self) -> Dict[str, Any]:
+        body = _body(self)
+        body["since"] = format_timestamp(self.since)
+        if self.until is not None:
+            body["until"] = format_timestamp(self.until)
+        return body
+
+
+Query = Union[SnapshotQuery, IncrementalQuery]
+
+
+def _timestamp(name: str, value: Any) -> datetime:
+    if value is None:
+        raise InvalidInput("an incremental query needs %s" % name,
+                           "pass --since, or chain from a snapshot with a state file")
+    try:
+        return parse_timestamp(value)
+    except InvalidInput as exc:
+        exc.message = "%s: %s" % (name, exc.message)
+        raise

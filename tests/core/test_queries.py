@@ -1,0 +1,119 @@
+"""Query values: formats, modes, names, table lists, and the JSON body of the contract."""
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, strategies as st
+
+from dap_core.errors import InvalidInput, InvalidTimestamp
+from dap_core.queries import (
+    ALL, FORMATS, IncrementalQuery, SnapshotQuery, check_name, expand_tables, parse_format,
+    parse_mode, parse_tables, wire_format,
+)
+
+UTC = timezone.utc
+names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
+
+
+@pytest.mark.parametrize("text, expected", [("csv", "csv"), ("TSV", "tsv"), (" Json ", "json"),
+                                            ("JSONL", "jsonl"), ("Parquet", "parquet")])
+def test_formats_are_case_insensitive(text, expected):
+    assert parse_format(text) == expected
+
+
+def test_an_unknown_format_lists_the_known_ones():
+    with pytest.raises(InvalidInput) as info:
+        parse_format("xml")
+    assert all(fmt in str(info.value) for fmt in FORMATS)
+
+
+def test_json_and_parquet_are_built_from_jsonl():
+    assert [wire_format(f) for f in FORMATS] == ["jsonl", "jsonl", "csv", "tsv", "jsonl"]
+
+
+def test_modes():
+    assert parse_mode(None) is None and parse_mode("Condensed") == "condensed"
+    with pytest.raises(InvalidInput):
+        parse_mode("flat")
+
+
+@pytest.mark.parametrize("name", ["Accounts", "1abc", "a-b", "a/b", "", "../etc", "a b", "ä"])
+def test_bad_names_are_refused(name):
+    with pytest.raises(InvalidInput):
+        check_name("table", name)
+
+
+def test_a_name_in_upper_case_suggests_the_lower_case_one():
+    with pytest.raises(InvalidInput, match="did you mean 'accounts'"):
+        check_name("table", "Accounts")
+
+
+def test_table_lists_drop_duplicates_and_keep_order():
+    assert parse_tables("users, accounts,users,,courses") == ("users", "accounts", "courses")
+    assert parse_tables("all") is ALL and parse_tables("ALL") is ALL
+
+
+@pytest.mark.parametrize("text", ["", " , ", "a,all", "a,B"])
+def test_bad_table_lists_are_refused(text):
+    with pytest.raises(InvalidInput):
+        parse_tables(text)
+
+
+@given(st.lists(names, min_size=1, max_size=8))
+def test_parsed_table_lists_are_the_first_occurrences_in_order(tables):
+    tables = [t for t in tables if t != "all"] or ["a"]
+    parsed = parse_tables(",".join(tables))
+    assert parsed == tuple(dict.fromkeys(tables))
+
+
+def test_expand_all_and_refuse_unknown_tables_with_a_suggestion():
+    assert expand_tables(ALL, ["accounts", "users"]) == ("accounts", "users")
+    assert expand_tables(("users",), ["accounts", "users"]) == ("users",)
+    with pytest.raises(InvalidInput, match="did you mean accounts"):
+        expand_tables(("acounts",), ["accounts", "users"])
+
+
+def test_snapshot_body_is_format_and_optional_mode_and_nothing_else():
+    assert SnapshotQuery("canvas", "accounts").body() == {"format": "jsonl"}
+    assert SnapshotQuery("canvas", "accounts", format="CSV", mode="condensed").body() == \
+        {"format": "csv", "mode": "condensed"}
+    assert SnapshotQuery("canvas", "accounts", format="json").body() == {"format": "jsonl"}
+
+
+def test_incremental_body_has_utc_since_and_optional_until():
+    query = IncrementalQuery("canvas", "accounts", since="2022-07-13T09:30:00+02:00")
+    assert query.body() == {"format": "jsonl", "since": "2022-07-13T07:30:00Z"}
+    assert query.since == datetime(2022, 7, 13, 7, 30, tzinfo=UTC) and query.kind == "incremental"
+    query = IncrementalQuery("canvas", "users", since="2024-07-13T09:30:00Z",
+                             until="2024-07-14T00:00:00Z", format="tsv")
+    assert query.body() == {"format": "tsv", "since": "2024-07-13T09:30:00Z",
+                            "until": "2024-07-14T00:00:00Z"}
+    assert "filter" not in query.body()
+
+
+def test_until_must_be_after_since():
+    with pytest.raises(InvalidInput, match="not after since"):
+        IncrementalQuery("canvas", "accounts", since="2024-07-13T09:30:00Z",
+                         until="2024-07-13T11:30:00+02:00")
+
+
+def test_a_naive_since_names_the_option():
+    with pytest.raises(InvalidTimestamp, match="since: timestamp"):
+        IncrementalQuery("canvas", "accounts", since="2024-07-13T09:30:00")
+
+
+def test_queries_are_immutable_and_validate_names():
+    query = SnapshotQuery("canvas", "accounts")
+    with pytest.raises(AttributeError):
+        query.table = "users"
+    with pytest.raises(InvalidInput):
+        SnapshotQuery("Canvas", "accounts")
+    assert query.kind == "snapshot"
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.datetimes(timezones=st.just(UTC)))
+def test_incremental_queries_exist_exactly_when_until_is_after_since(since, until):
+    if until > since:
+        assert IncrementalQuery("canvas", "t", since, until).until == until
+    else:
+        with pytest.raises(InvalidInput):
+            IncrementalQuery("canvas", "t", since, until)
