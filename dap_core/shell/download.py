@@ -1,0 +1,325 @@
+"""Stream one part of a job's result: gunzip as it streams, resume a cut with Range,
+verify the gzip CRC and length, fetch again when the part is corrupt.
+
+A part is a gzip file behind a pre-signed URL.  It is never held whole in memory: chunks of
+:data:`CHUNK_SIZE` compressed bytes go through one ``zlib.decompressobj`` into the target.
+
+* A connection cut mid-part: ask again with ``Range: bytes=N-`` where N is the number of
+  compressed bytes already taken, and feed the same decompressor (nothing lost, nothing
+  repeated).  A server that answers 200 instead of 206 (or a 206 for another offset) makes
+  the part start over.
+* A corrupt or truncated part (zlib's CRC/length check fails, or the stream ends before the
+  gzip trailer): ``target.restart()`` rolls the output back to where the part began and the
+  part is downloaded again from its first byte, at most ``max_downloads`` times; then
+  ``ServiceUnavailable`` (exit 11).
+* 403 (the URL expired): a fresh URL for this object from ``urls.refresh``, then go on.
+* Connection errors and 5xx: the core's retry policy decides (bounded, growing delays).
+
+The download sends no Authorization (nor x-instauth) header: only ``Range`` when resuming.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+from .. import errors
+
+__all__ = ["CHUNK_SIZE", "Gunzip", "ObjectUrls", "PartStats", "fetch_part"]
+
+log = logging.getLogger("dap.download")
+
+#: compressed bytes read from the socket at a time
+CHUNK_SIZE = 256 * 1024
+#: at most this many decompressed bytes per zlib call (a highly compressed part cannot
+#: blow up memory)
+MAX_OUTPUT = 4 * 1024 * 1024
+#: how many times one part may be downloaded from its first byte before it counts as corrupt
+MAX_DOWNLOADS = 3
+#: how many fresh URLs one part may use
+MAX_URL_REFRESHES = 5
+
+
+class CorruptPart(Exception):
+    """Internal: the gzip stream of a part failed its checks."""
+
+
+class Gunzip:
+    """Incremental gunzip over one part: several gzip members in a row are one stream
+    (like ``gzip.open``), NUL padding between members is skipped, and :meth:`finished` says
+    whether the stream ended exactly at a member's end (CRC and length verified by zlib)."""
+
+    __slots__ = ("_d", "members", "compressed", "decompressed")
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(31)
+        self.members = 0
+        self.compressed = 0
+        self.decompressed = 0
+
+    def feed(self, chunk: bytes, emit: Callable[[bytes], None]) -> None:
+        """Decompress ``chunk``, passing the output to ``emit`` in pieces of at most
+        :data:`MAX_OUTPUT` bytes.  Raises :class:`CorruptPart` on bad data."""
+        self.compressed += len(chunk)
+        d = self._d
+        try:
+            while chunk:
+                if d.eof:  # the previous member ended: another one (or padding) follows
+                    chunk = chunk.lstrip(b"\0")
+                    if not chunk:
+                        return
+                    self.members += 1
+                    d = self._d = zlib.decompressobj(31)
+                data = d.decompress(chunk, MAX_OUTPUT)
+                if data:
+                    self.decompressed += len(data)
+                    emit(data)
+                while d.unconsumed_tail:
+                    data = d.decompress(d.unconsumed_tail, MAX_OUTPUT)
+                    if data:
+                        self.decompressed += len(data)
+                        emit(data)
+                chunk = d.unused_data if d.eof else b""
+        except zlib.error as exc:
+            raise CorruptPart("gzip data is corrupt (%s)" % exc) from None
+
+    def finished(self) -> bool:
+        """True when the bytes so far are whole gzip members, the last one complete."""
+        return self._d.eof and self.compressed > 0
+
+
+class ObjectUrls:
+    """Pre-signed URLs for a job's objects: asked in batches as the download reaches them
+    (a URL lives about 15 minutes), one fresh URL on demand when one has expired.
+
+    ``fetch(ids) -> {id: url}`` is the API call (``Session.object_urls``); ``check(url)``
+    refuses URLs the shell must not fetch (plain http off loopback)."""
+
+    def __init__(self, fetch: Callable[[Sequence[str]], Dict[str, str]], object_ids: Sequence[str],
+                 batch: int = 25, check: Optional[Callable[[str], str]] = None) -> None:
+        self._fetch = fetch
+        self._ids: List[str] = list(object_ids)
+        self._batch = max(1, batch)
+        self._urls: Dict[str, str] = {}
+        self._check = check or (lambda url: url)
+
+    def __repr__(self) -> str:  # never show URLs: their query strings are signatures
+        return "ObjectUrls(%d objects, %d known)" % (len(self._ids), len(self._urls))
+
+    def _ask(self, ids: Sequence[str]) -> None:
+        answer = self._fetch(ids)
+        for object_id in ids:
+            url = answer.get(object_id)
+            if not isinstance(url, str) or not url:
+                raise errors.UnexpectedAnswer("DAP gave no download URL for object %r" % object_id)
+            self._urls[object_id] = self._check(url)
+
+    def get(self, object_id: str) -> str:
+        if object_id not in self._urls:
+            try:
+                start = self._ids.index(object_id)
+            except ValueError:
+                start, self._ids = len(self._ids), self._ids + [object_id]
+            ids = [i for i in self._ids[start:start + self._batch] if i not in self._urls]
+            self._ask(ids)
+        return self._urls[object_id]
+
+    def refresh(self, object_id: str) -> str:
+        self._urls.pop(object_id, None)
+        self._ask([object_id])
+        return self._urls[object_id]
+
+    def forget(self, object_id: str) -> None:
+        """Drop a URL that is no longer needed."""
+        self._urls.pop(object_id, None)
+
+
+class PartStats:
+    __slots__ = ("compressed", "decompressed", "requests", "downloads", "url_refreshes")
+
+    def __init__(self) -> None:
+        self.compressed = 0
+        self.decompressed = 0
+        self.requests = 0
+        self.downloads = 0
+        self.url_refreshes = 0
+
+    def __repr__(self) -> str:
+        return ("PartStats(compressed=%d, decompressed=%d, requests=%d, downloads=%d, "
+                "url_refreshes=%d)" % (self.compressed, self.decompressed, self.requests,
+                                       self.downloads, self.url_refreshes))
+
+
+def _content_range_start(value: Optional[str]) -> Optional[int]:
+    """The first byte of ``Content-Range: bytes A-B/L``, or None."""
+    if not value:
+        return None
+    unit, _, rest = value.strip().partition(" ")
+    if unit.lower() != "bytes":
+        return None
+    first = rest.partition("-")[0].strip()
+    return int(first) if first.isdigit() else None
+
+
+def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[bytes], None],
+               restart: Callable[[], None], *, label: str = "part",
+               chunk_size: int = CHUNK_SIZE, max_downloads: int = MAX_DOWNLOADS,
+               on_bytes: Optional[Callable[[int], None]] = None) -> PartStats:
+    """Download object ``object_id`` and pass its decompressed bytes to ``feed``.
+
+    ``restart()`` is called before the part is fed again from its first byte (the caller
+    rolls its output back to where the part began).  Exceptions raised by ``feed`` or
+    ``restart`` (the output failing) propagate unchanged.  Returns :class:`PartStats`.
+    """
+    network_errors = transport.network_errors
+    stats = PartStats()
+    gunzip: Optional[Gunzip] = None
+    offset = 0
+    attempt = 0  # failed requests since the last progress, for the retry policy
+    started = transport.monotonic()
+    fed = False
+
+    def fresh_start() -> Gunzip:
+        nonlocal offset, fed
+        if stats.downloads >= max_downloads:
+            raise errors.ServiceUnavailable(
+                "%s stayed corrupt after %d downloads" % (label, stats.downloads),
+                "run the command again; if it persists, the stored result is damaged: "
+                "run the query again later")
+        stats.downloads += 1
+        if fed:
+            restart()
+            fed = False
+        offset = 0
+        return Gunzip()
+
+    def emit(data: bytes) -> None:
+        nonlocal fed
+        fed = True
+        feed(data)
+
+    def wait_or_give_up(answer) -> None:
+        """Ask the policy after a failed request; sleep or raise."""
+        nonlocal attempt
+        attempt += 1
+        decision = transport.decide(answer, attempt, started)
+        if decision.action == "retry":
+            log.info("%s: %s; retrying in %.1f s", label, _describe(answer), decision.delay)
+            transport.sleep(decision.delay)
+            return
+        raise decision.error or answer.error
+
+    gunzip = fresh_start()
+    while True:
+        url = urls.get(object_id)
+        headers = {"Range": "bytes=%d-" % offset} if offset else {}
+        stats.requests += 1
+        try:
+            resp = transport.open_stream(url, headers=headers)
+        except network_errors as exc:
+            log.debug("%s: request failed: %s", label, _network_text(exc))
+            wait_or_give_up(transport.answer_for("download", None, None, None, exc))
+            continue
+        whole = False  # the body was read to its end: the connection may be reused
+        try:
+            status = resp.status
+            log.debug("%s: GET%s -> %d", label, " from byte %d" % offset if offset else "", status)
+            if status == 416 or (offset and status == 200):
+                # the server cannot (or will not) resume here: start the part over
+                log.info("%s: cannot resume at byte %d (HTTP %d); downloading it again",
+                         label, offset, status)
+                gunzip = fresh_start()
+                if status == 416:
+                    continue
+            elif offset and status == 206:
+                if _content_range_start(resp.headers.get("Content-Range")) != offset:
+                    log.info("%s: resumed at the wrong offset; downloading it again", label)
+                    gunzip = fresh_start()
+                    continue
+            elif status == 206 or not 200 <= status < 300:
+                data = _read_small(resp, network_errors)
+                answer = transport.answer_for("download", status, resp.headers, data)
+                decision = transport.decide(answer, attempt + 1, started)
+                if decision.action == "refresh_url" or (status == 403 and decision.action == "retry"):
+                    stats.url_refreshes += 1
+                    if stats.url_refreshes > MAX_URL_REFRESHES:
+                        raise errors.Forbidden(
+                            "%s: the download URL is refused even when fresh" % label,
+                            "run the command again later")
+                    log.info("%s: download URL refused (HTTP %d); asking for a fresh one",
+                             label, status)
+                    urls.refresh(object_id)
+                    continue
+                if decision.action == "retry":
+                    attempt += 1
+                    log.info("%s: HTTP %d; retrying in %.1f s", label, status, decision.delay)
+                    transport.sleep(decision.delay)
+                    continue
+                if decision.action == "ok":  # pragma: no cover - a 206 for offset 0
+                    raise errors.UnexpectedAnswer("%s: unexpected HTTP %d" % (label, status))
+                raise decision.error or answer.error
+
+            # stream the body
+            stream = resp.stream(chunk_size, decode_content=False)
+            cut = None
+            while True:
+                try:
+                    chunk = next(stream)
+                except StopIteration:
+                    break
+                except network_errors as exc:
+                    cut = exc
+                    break
+                if not chunk:
+                    continue
+                offset += len(chunk)
+                attempt = 0  # progress: the retry budget starts again
+                started = transport.monotonic()
+                try:
+                    gunzip.feed(chunk, emit)
+                except CorruptPart as exc:
+                    log.warning("%s: %s; downloading it again", label, exc)
+                    gunzip = fresh_start()
+                    cut = False
+                    break
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+            if cut is False:
+                continue
+            if cut is not None:
+                log.info("%s: connection cut after %d bytes (%s); resuming", label, offset,
+                         _network_text(cut))
+                wait_or_give_up(transport.answer_for("download", None, None, None, cut))
+                continue
+            if not gunzip.finished():
+                log.warning("%s: gzip stream ends early after %d bytes; downloading it again",
+                            label, offset)
+                gunzip = fresh_start()
+                continue
+            whole = True
+            stats.compressed = offset
+            stats.decompressed = gunzip.decompressed
+            return stats
+        finally:
+            if not whole:
+                resp.close()  # unread bytes must not poison a pooled connection
+            resp.release_conn()
+
+
+def _read_small(resp, network_errors, limit: int = 64 * 1024) -> Optional[bytes]:
+    """The start of an error body (for its uuid), or None when it cannot be read."""
+    try:
+        return resp.read(limit, decode_content=True)
+    except network_errors:
+        return None
+
+
+def _network_text(exc: BaseException) -> str:
+    from .http import describe_network_error
+    return describe_network_error(exc)
+
+
+def _describe(answer) -> str:
+    if answer.status is None:
+        return "network error"
+    return "HTTP %d" % answer.status

@@ -1,0 +1,246 @@
+"""A session with the DAP API: the token's lifecycle, the API calls, a query run to completion.
+
+* Login: ``POST /ids/auth/login`` with the Basic header from ``credentials``; the token's
+  ``exp`` comes from its JWT payload (``expires_in`` when the payload has none).  Before each
+  call the token is renewed when ``is_expiring(now, exp, margin)``; a 401 on an API call
+  renews it once more (the core's policy decides), never in a loop.
+* Pacing: starting jobs and listing tables are limited to 5 a minute by the service; the
+  session waits ``policy.pace_delay`` before such a call instead of running into 429s.
+* ``run(query)`` starts the job, decides what to do with it (``jobs.decide_created_job``: use,
+  poll, renew, fail), polls on the core's schedule (``policy.next_poll_delay``), checks every
+  transition (``jobs.check_transition``) and returns a complete job or raises ``JobFailed``.
+
+The token and the secret never reach a log, an error message or a repr.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import quote
+
+from .. import credentials as creds
+from .. import errors, jobs, policy
+from ..queries import check_name
+
+__all__ = ["Session", "TOKEN_MARGIN", "PER_MINUTE"]
+
+log = logging.getLogger("dap.session")
+
+#: renew the token this many seconds before it expires
+TOKEN_MARGIN = 300.0
+#: requests per minute the service allows, for the calls that are paced
+PER_MINUTE = {"start_job": 5, "list_tables": 5}
+#: at most this many times a job about to expire is asked for anew
+MAX_RENEWALS = 3
+#: object ids per "object URLs" request
+URL_BATCH = 25
+
+
+def _path(*parts: str) -> str:
+    return "/".join(quote(p, safe="") for p in parts)
+
+
+class Session:
+    """API calls with a token that stays fresh.  Not thread-safe (one per thread)."""
+
+    def __init__(self, transport, base_url: str, credentials: creds.Credentials, *,
+                 token_margin: float = TOKEN_MARGIN, job_margin: float = 600.0,
+                 pacing: bool = True) -> None:
+        self.transport = transport
+        self.base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self._token: Optional[str] = None
+        self._exp: Optional[float] = None
+        self.token_margin = token_margin
+        self.job_margin = job_margin
+        self.pacing = pacing
+        self._recent: Dict[str, Deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=16))
+        self.logins = 0
+
+    def __repr__(self) -> str:
+        return "Session(%r, client_id=%r)" % (self.base_url, self._credentials.client_id)
+
+    # -- secrets ----------------------------------------------------------------------------
+    def secrets(self) -> Tuple[str, ...]:
+        """Every text a log must never show: secret, API key, Basic value, current token."""
+        found = tuple(self._credentials.secrets())
+        return found + ((self._token,) if self._token else ())
+
+    # -- the token -------------------------------------------------------------------------------
+    def login(self) -> None:
+        """Get a fresh token."""
+        basic = creds.basic_authorization(self._credentials)
+        reply = self.transport.request_with_policy(
+            "login", "POST", self.base_url + "/ids/auth/login",
+            headers=lambda: {"Authorization": basic, "Accept": "application/json",
+                             "Content-Type": "application/x-www-form-urlencoded"},
+            body=b"grant_type=client_credentials", what="login")
+        data = reply.json()
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise errors.UnexpectedAnswer("DAP's login answer holds no access token")
+        exp = creds.jwt_payload(token).get("exp")
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            expires_in = data.get("expires_in")
+            if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
+                raise errors.UnexpectedAnswer("DAP's token says nothing of when it expires")
+            exp = self.transport.clock() + float(expires_in)
+        self._token, self._exp = token, float(exp)
+        self.logins += 1
+        log.info("logged in as %s; the token expires in %d s",
+                 creds.describe(self._credentials), int(self._exp - self.transport.clock()))
+
+    def _relogin(self) -> None:
+        self._token = None
+        self.login()
+
+    def _bearer(self) -> Dict[str, str]:
+        if self._token is None or creds.is_expiring(self.transport.clock(), self._exp,
+                                                     self.token_margin):
+            if self._token is not None:
+                log.info("the token is about to expire; getting a new one")
+            self.login()
+        return {"Authorization": "Bearer " + str(self._token), "Accept": "application/json"}
+
+    # -- calls ------------------------------------------------------------------------------
+    def _pace(self, call: str) -> None:
+        limit = PER_MINUTE.get(call)
+        if not self.pacing or limit is None:
+            return
+        now = self.transport.monotonic()
+        recent = self._recent[call]
+        delay = policy.pace_delay(now, tuple(recent), limit)
+        if delay > 0:
+            log.warning("waiting %.0f s: DAP allows %d %s calls a minute", delay, limit,
+                        call.replace("_", " "))
+            self.transport.sleep(delay)
+        recent.append(now + delay)
+
+    def _api(self, method: str, path: str, *, payload: Any = None, what: str = "",
+             namespace: Optional[str] = None, table: Optional[str] = None) -> Any:
+        body = None
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+        def headers() -> Mapping[str, str]:
+            h = self._bearer()
+            if body is not None:
+                h["Content-Type"] = "application/json"
+            return h
+
+        context = {k: v for k, v in (("namespace", namespace), ("table", table)) if v}
+        reply = self.transport.request_with_policy(
+            "api", method, self.base_url + path, headers=headers, body=body,
+            refresh_token=self._relogin, error_context=context, what=what or path)
+        return reply.json()
+
+    def list_tables(self, namespace: str) -> List[str]:
+        """The table names of ``namespace``, as the service lists them."""
+        check_name("namespace", namespace)
+        self._pace("list_tables")
+        data = self._api("GET", "/dap/query/%s/table" % _path(namespace),
+                         what="list tables of %s" % namespace, namespace=namespace)
+        tables = data.get("tables") if isinstance(data, dict) else None
+        if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+            raise errors.UnexpectedAnswer("DAP's table list is not a list of names")
+        return list(tables)
+
+    def get_schema(self, namespace: str, table: str) -> Dict[str, Any]:
+        """``{"schema": <JSON Schema>, "version": <int>}`` of a table."""
+        check_name("namespace", namespace)
+        check_name("table", table)
+        data = self._api("GET", "/dap/query/%s/table/%s/schema" % (_path(namespace), _path(table)),
+                         what="schema of %s.%s" % (namespace, table),
+                         namespace=namespace, table=table)
+        if not isinstance(data, dict) or not isinstance(data.get("schema"), dict):
+            raise errors.UnexpectedAnswer("DAP's schema answer holds no schema")
+        return data
+
+    def start_job(self, query) -> jobs.Job:
+        """Start a query job (the service may hand back an existing one for the same query)."""
+        self._pace("start_job")
+        data = self._api("POST", "/dap/query/%s/table/%s/data" % (_path(query.namespace),
+                                                                   _path(query.table)),
+                         payload=query.body(),
+                         what="start %s of %s.%s" % (query.kind, query.namespace, query.table),
+                         namespace=query.namespace, table=query.table)
+        return jobs.parse_job(data, query.kind)
+
+    def job_status(self, job_id: str, kind: str) -> jobs.Job:
+        data = self._api("GET", "/dap/job/%s" % _path(job_id), what="status of job %s" % job_id)
+        job = jobs.parse_job(data, kind)
+        if job.id != job_id:
+            raise errors.UnexpectedAnswer("DAP answered about job %s when asked about %s"
+                                          % (job.id, job_id))
+        return job
+
+    def object_urls(self, object_ids: Sequence[str]) -> Dict[str, str]:
+        """Pre-signed URLs for objects: ``{id: url}``."""
+        found: Dict[str, str] = {}
+        ids = list(object_ids)
+        for start in range(0, len(ids), URL_BATCH):
+            batch = ids[start:start + URL_BATCH]
+            data = self._api("POST", "/dap/object/url", payload=[{"id": i} for i in batch],
+                             what="URLs of %d object%s" % (len(batch), "s" * (len(batch) != 1)))
+            urls = data.get("urls") if isinstance(data, dict) else None
+            if not isinstance(urls, dict):
+                raise errors.UnexpectedAnswer("DAP's object URL answer holds no URLs")
+            for object_id in batch:
+                entry = urls.get(object_id)
+                url = entry.get("url") if isinstance(entry, dict) else None
+                if not isinstance(url, str) or not url:
+                    raise errors.UnexpectedAnswer("DAP gave no URL for object %s" % object_id)
+                found[object_id] = url
+        return found
+
+    # -- a query, to completion ----------------------------------------------------------------
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.transport.clock(), timezone.utc)
+
+    def run(self, query, on_status: Optional[Callable[[jobs.Job], None]] = None):
+        """Start ``query`` and wait until its job is complete; return the complete job.
+
+        A failed job raises ``JobFailed`` with the service's message and uuid.
+        """
+        label = "%s.%s" % (query.namespace, query.table)
+        for renewal in range(MAX_RENEWALS + 1):
+            job = self.start_job(query)
+            log.info("%s: %s job %s is %s", label, query.kind, job.id, job.status)
+            decision = jobs.decide_created_job(job, self._now(), self.job_margin)
+            if decision.action == "fail":
+                raise decision.error
+            if decision.action == "use":
+                return job
+            if decision.action == "renew":
+                if renewal == MAX_RENEWALS:
+                    break
+                log.info("%s: job %s expires soon; asking anew in %.0f s", label, job.id,
+                         decision.wait)
+                self.transport.sleep(decision.wait)
+                continue
+            return self.poll(job, query.kind, label, on_status)
+        raise errors.UnexpectedAnswer("%s: DAP keeps handing out jobs about to expire" % label)
+
+    def poll(self, job, kind: str, label: str = "",
+             on_status: Optional[Callable[[jobs.Job], None]] = None):
+        """Poll ``job`` until it is terminal; the complete job, or ``JobFailed``."""
+        attempt = 0
+        while not jobs.is_terminal(job.status):
+            attempt += 1
+            delay = policy.next_poll_delay(attempt, self.transport.rng.random())
+            self.transport.sleep(delay)
+            new = self.job_status(job.id, kind)
+            jobs.check_transition(job.status, new.status)
+            if new.status != job.status:
+                log.info("%s: job %s is %s", label or kind, job.id, new.status)
+            job = new
+            if on_status is not None:
+                on_status(job)
+        if isinstance(job, jobs.FailedJob):
+            raise job.error.to_exception(job.id)
+        return job

@@ -1,0 +1,229 @@
+"""Where output bytes go: atomic files and stdout, with per-part mark / rollback / commit.
+
+Every output of ``dap`` appears whole or not at all.  An :class:`AtomicFile` writes to a
+temporary name in the target's own directory (so the final ``os.replace`` is atomic),
+flushes and fsyncs it, renames it into place and fsyncs the directory.  Until
+:meth:`AtomicFile.commit`, nothing carries the final name.
+
+A download writes its parts one after another.  When a part must be fetched again from its
+first byte (a corrupt or truncated gzip stream), the output must lose what that part had
+written so far: a sink offers ``mark()`` (a part begins), ``rollback()`` (forget everything
+written since the mark) and ``part_done()`` (the part verified).
+
+* :class:`AtomicFile` rolls back by truncating the temporary file to the mark.
+* :class:`StdoutSink` spools each part in a ``tempfile.SpooledTemporaryFile`` and copies it
+  to the stream only once the part verified, so stdout never carries a bad part.
+
+Sinks raise plain ``OSError`` when the disk fails; the caller turns it into ``OutputError``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Optional
+
+__all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "fsync_directory", "write_file_atomically"]
+
+#: Parts are spooled in memory up to this size, then on disk (stdout sink, parquet input).
+SPOOL_MEMORY = 8 * 1024 * 1024
+
+_COPY_CHUNK = 1024 * 1024
+
+
+def fsync_directory(directory: str) -> None:
+    """fsync a directory so that a rename inside it survives a crash (POSIX; a no-op elsewhere)."""
+    if os.name != "posix":  # pragma: no cover - Windows cannot open a directory
+        return
+    fd = os.open(directory or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicFile:
+    """A file that appears at ``final_path`` whole, or not at all.
+
+    ``with AtomicFile(path) as out: out.write(b"...")`` commits when the block ends normally
+    and aborts (unlinks the temporary file) when it raises.  ``path`` is the temporary file,
+    for writers (fastparquet) that must open the file by name themselves: call
+    :meth:`close_handle` first, and :meth:`commit` reopens it to fsync.
+    """
+
+    def __init__(self, final_path: str) -> None:
+        self.final_path = os.fspath(final_path)
+        directory, name = os.path.split(os.path.abspath(self.final_path))
+        self.directory = directory
+        fd, self.path = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".part")
+        self._file: Optional[BinaryIO] = os.fdopen(fd, "w+b")
+        self._mark = 0
+        self.done = False
+
+    def __repr__(self) -> str:
+        return "AtomicFile(%r)" % (self.final_path,)
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if data:
+            assert self._file is not None, "write after close_handle()"
+            self._file.write(data)
+
+    def mark(self) -> None:
+        """Remember the current end of the file: a part begins here."""
+        if self._file is not None:
+            self._file.flush()
+            self._mark = self._file.tell()
+
+    def rollback(self) -> None:
+        """Forget everything written since :meth:`mark` (truncate the file to the mark)."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(self._mark)
+            self._file.truncate(self._mark)
+
+    def part_done(self) -> None:
+        """The part since the mark verified (nothing to do for a file: it is already there)."""
+
+    def tell(self) -> int:
+        assert self._file is not None
+        return self._file.tell()
+
+    def close_handle(self) -> None:
+        """Close our handle on the temporary file so another writer can open :attr:`path`."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # -- the end -----------------------------------------------------------------------------
+    def commit(self) -> str:
+        """flush, fsync, rename into place, fsync the directory; return the final path."""
+        if self.done:
+            return self.final_path
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        else:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        # mkstemp creates 0600; give the output the permissions a normal file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.path, 0o666 & ~umask)
+        os.replace(self.path, self.final_path)
+        fsync_directory(self.directory)
+        self.done = True
+        return self.final_path
+
+    def abort(self) -> None:
+        """Drop the temporary file; the final name is left as it was. Never raises."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self._file is not None:
+                self._file.close()
+        except OSError:
+            pass
+        self._file = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def __enter__(self) -> "AtomicFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_file_atomically(path: str, data: bytes) -> str:
+    """Write ``data`` to ``path`` whole or not at all (temp, fsync, rename, fsync dir)."""
+    out = AtomicFile(path)
+    try:
+        out.write(data)
+        return out.commit()
+    except BaseException:
+        out.abort()
+        raise
+
+
+class SpoolSink:
+    """Collects one part at a time in a spooled temporary file (memory, then disk).
+
+    :meth:`part_done` hands the verified part to ``on_part(spool)`` (a readable file
+    positioned at 0); :meth:`rollback` discards the part.
+    """
+
+    def __init__(self, on_part, max_memory: int = SPOOL_MEMORY) -> None:
+        self._on_part = on_part
+        self._max_memory = max_memory
+        self._spool: Optional[tempfile.SpooledTemporaryFile] = None
+
+    def _fresh(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+        self._spool = tempfile.SpooledTemporaryFile(max_size=self._max_memory, mode="w+b")
+
+    def write(self, data: bytes) -> None:
+        if data:
+            if self._spool is None:
+                self._fresh()
+            self._spool.write(data)  # type: ignore[union-attr]
+
+    def mark(self) -> None:
+        self._fresh()
+
+    def rollback(self) -> None:
+        self._fresh()
+
+    def part_done(self) -> None:
+        if self._spool is None:
+            return
+        spool, self._spool = self._spool, None
+        try:
+            spool.seek(0)
+            self._on_part(spool)
+        finally:
+            spool.close()
+
+    def commit(self) -> None:
+        self.part_done()
+
+    def abort(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
+class StdoutSink(SpoolSink):
+    """Writes records to a binary stream (stdout), one verified part at a time.
+
+    Bytes written outside a part (a JSON array's closing bracket) go out at :meth:`commit`.
+    A closed pipe raises ``BrokenPipeError`` to the caller; the CLI turns it into a quiet
+    exit (see ``cli.py``).
+    """
+
+    def __init__(self, stream: BinaryIO, max_memory: int = SPOOL_MEMORY) -> None:
+        self.stream = stream
+        super().__init__(self._copy_out, max_memory)
+
+    def _copy_out(self, spool) -> None:
+        shutil.copyfileobj(spool, self.stream, _COPY_CHUNK)
+        self.stream.flush()
+
+    def commit(self) -> None:
+        self.part_done()
+        self.stream.flush()
+
+    def __repr__(self) -> str:
+        return "StdoutSink(%r)" % (getattr(self.stream, "name", self.stream),)
