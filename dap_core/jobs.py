@@ -1,0 +1,237 @@
+"""Query jobs: what a job answer means, which status may follow which, what to do with a new job.
+
+The lifecycle, as h11 states its own (rules first, then the table):
+
+- a job is created `waiting` or `running`, or already terminal (the service deduplicates
+  identical queries and may hand back an old job);
+- it only moves forward: waiting -> running -> complete | failed; a poll may see the same
+  status again, and may miss `running` altogether;
+- `complete` and `failed` are terminal: nothing follows them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, FrozenSet, Optional, Tuple, Union
+
+from .errors import DapError, JobFailed, UnexpectedAnswer, one_line
+from .timestamps import format_timestamp, parse_timestamp
+
+__all__ = [
+    "WAITING", "RUNNING", "COMPLETE", "FAILED", "STATUSES", "TERMINAL", "TRANSITIONS",
+    "check_transition", "is_terminal", "PendingJob", "CompleteSnapshot", "CompleteIncremental",
+    "FailedJob", "JobError", "Job", "parse_job", "JobDecision", "decide_created_job",
+    "RENEW_GRACE", "CompleteJob", "remaining",
+]
+
+WAITING, RUNNING, COMPLETE, FAILED = "waiting", "running", "complete", "failed"
+STATUSES = (WAITING, RUNNING, COMPLETE, FAILED)
+
+TRANSITIONS: Dict[str, FrozenSet[str]] = {
+    WAITING:  frozenset({WAITING, RUNNING, COMPLETE, FAILED}),
+    RUNNING:  frozenset({RUNNING, COMPLETE, FAILED}),
+    COMPLETE: frozenset(),
+    FAILED:   frozenset(),
+}
+TERMINAL = frozenset(status for status, following in TRANSITIONS.items() if not following)
+
+# How long past `expires_at` the shell waits before asking anew, so the service has
+# surely let go of the old job instead of handing it back once more.
+RENEW_GRACE = 5.0
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL
+
+
+def check_transition(old: str, new: str) -> str:
+    """`new`, if a job that was `old` may be seen as `new`; `UnexpectedAnswer` otherwise."""
+    if new not in TRANSITIONS:
+        raise UnexpectedAnswer("unknown job status %r" % one_line(new))
+    if new not in TRANSITIONS.get(old, frozenset()):
+        raise UnexpectedAnswer("a job went from %r to %r, which the job lifecycle does not allow"
+                               % (old, new))
+    return new
+
+
+# -- job values -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobError:
+    """The `error` of a failed job, as the contract gives it."""
+
+    type: Optional[str]
+    uuid: Optional[str]
+    message: str
+    extra: Tuple[Tuple[str, Any], ...] = ()
+
+    def to_exception(self, job_id: str) -> JobFailed:
+        return JobFailed("query job %s failed: %s" % (job_id, self.message),
+                         type=self.type, uuid=self.uuid, extra=dict(self.extra))
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    id: str
+    status: str
+    expires_at: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class CompleteSnapshot:
+    id: str
+    expires_at: Optional[datetime]
+    objects: Tuple[str, ...]
+    schema_version: Optional[int]
+    at: datetime
+
+    status = COMPLETE
+    kind = "snapshot"
+
+
+@dataclass(frozen=True)
+class CompleteIncremental:
+    id: str
+    expires_at: Optional[datetime]
+    objects: Tuple[str, ...]
+    schema_version: Optional[int]
+    since: datetime
+    until: datetime
+
+    status = COMPLETE
+    kind = "incremental"
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    id: str
+    expires_at: Optional[datetime]
+    error: JobError
+
+    status = FAILED
+
+
+Job = Union[PendingJob, CompleteSnapshot, CompleteIncremental, FailedJob]
+CompleteJob = Union[CompleteSnapshot, CompleteIncremental]
+
+
+# -- parsing an answer ----------------------------------------------------------------------
+
+def _malformed(what: str) -> UnexpectedAnswer:
+    return UnexpectedAnswer("malformed job answer from DAP: %s" % what)
+
+
+def _timestamp(data: Dict[str, Any], name: str, required: bool) -> Optional[datetime]:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise _malformed("no %r" % name)
+        return None
+    try:
+        return parse_timestamp(value)
+    except DapError:
+        raise _malformed("%r is not a timestamp with a zone: %s" % (
+            name, one_line(repr(value), 60))) from None
+
+
+def _objects(data: Dict[str, Any]) -> Tuple[str, ...]:
+    objects = data.get("objects")
+    if not isinstance(objects, list):
+        raise _malformed("'objects' is not a list")
+    ids = []
+    for entry in objects:
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(ident, str) or not ident:
+            raise _malformed("an object without an id")
+        ids.append(ident)
+    return tuple(ids)
+
+
+def _schema_version(data: Dict[str, Any]) -> Optional[int]:
+    version = data.get("schema_version")
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _malformed("'schema_version' is not an integer")
+    return version
+
+
+def _job_error(data: Dict[str, Any]) -> JobError:
+    error = data.get("error")
+    if not isinstance(error, dict):
+        # the job failed either way; a missing reason is no reason to hide that
+        return JobError(None, None, "no reason given")
+    extra = tuple(sorted((k, v) for k, v in error.items() if k not in ("type", "uuid", "message")))
+    return JobError(one_line(error["type"]) if error.get("type") else None,
+                    one_line(error["uuid"]) if error.get("uuid") else None,
+                    one_line(error.get("message") or "no reason given", 300), extra)
+
+
+def parse_job(data: Any, kind: Optional[str] = None) -> Job:
+    """The job an answer describes. `kind` ("snapshot" or "incremental") is what was asked;
+    None guesses from the fields (`at` means snapshot)."""
+    if not isinstance(data, dict):
+        raise _malformed("not a JSON object")
+    ident = data.get("id")
+    if not isinstance(ident, str) or not ident:
+        raise _malformed("no job id")
+    status = data.get("status")
+    if status not in TRANSITIONS:
+        raise _malformed("unknown status %s" % one_line(repr(status), 40))
+    expires_at = _timestamp(data, "expires_at", required=False)
+    if status == FAILED:
+        return FailedJob(ident, expires_at, _job_error(data))
+    if status != COMPLETE:
+        return PendingJob(ident, status, expires_at)
+    if kind is None:
+        kind = "snapshot" if "at" in data else "incremental"
+    objects, version = _objects(data), _schema_version(data)
+    if kind == "snapshot":
+        return CompleteSnapshot(ident, expires_at, objects, version, _timestamp(data, "at", True))
+    if kind != "incremental":
+        raise ValueError("kind must be 'snapshot' or 'incremental', not %r" % (kind,))
+    since, until = _timestamp(data, "since", True), _timestamp(data, "until", True)
+    if until < since:
+        raise _malformed("'until' (%s) is before 'since' (%s)" % (
+            format_timestamp(until), format_timestamp(since)))
+    return CompleteIncremental(ident, expires_at, objects, version, since, until)
+
+
+# -- a freshly created job ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobDecision:
+    """What to do with a job just returned by "start a query":
+    use (complete, download it), poll (not done yet), renew (it expires within the margin:
+    wait `.wait` seconds until it is gone, then ask anew), fail (raise `.error`)."""
+
+    action: str
+    wait: float = 0.0
+    error: Optional[JobFailed] = None
+
+
+def _as_datetime(now: Union[datetime, float]) -> datetime:
+    if isinstance(now, datetime):
+        return now
+    return datetime.fromtimestamp(float(now), timezone.utc)
+
+
+def decide_created_job(job: Job, now: Union[datetime, float],
+                       margin_seconds: float = 600.0) -> JobDecision:
+    """Use, poll, renew or fail a job the service just handed out (possibly an old one)."""
+    if isinstance(job, FailedJob):
+        return JobDecision("fail", error=job.error.to_exception(job.id))
+    if job.expires_at is not None:
+        left = (job.expires_at - _as_datetime(now)).total_seconds()
+        if left <= margin_seconds:
+            return JobDecision("renew", wait=max(0.0, left) + RENEW_GRACE)
+    if isinstance(job, PendingJob):
+        return JobDecision("poll")
+    return JobDecision("use")
+
+
+def remaining(job: Job, now: Union[datetime, float]) -> Optional[timedelta]:
+    """Time left until the job expires, or None when it has no `expires_at`."""
+    if job.expires_at is None:
+        return None
+    return job.expires_at - _as_datetime(now)

@@ -1,0 +1,141 @@
+"""Jobs: parsing answers into variants, the transition table, and the decision on a new job."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, strategies as st
+
+from dap_core.errors import JobFailed, UnexpectedAnswer
+from dap_core.jobs import (
+    COMPLETE, FAILED, RENEW_GRACE, RUNNING, STATUSES, TERMINAL, TRANSITIONS, WAITING,
+    CompleteIncremental, CompleteSnapshot, FailedJob, PendingJob, check_transition,
+    decide_created_job, is_terminal, parse_job,
+)
+
+UTC = timezone.utc
+NOW = datetime(2024, 7, 13, 12, 0, tzinfo=UTC)
+
+
+def _snapshot(**changes):
+    data = {"id": "job-1", "status": "complete", "expires_at": "2024-07-14T09:30:00Z",
+            "objects": [{"id": "obj-1"}, {"id": "obj-2"}], "schema_version": 3,
+            "at": "2024-07-13T09:30:00Z"}
+    data.update(changes)
+    return data
+
+
+def test_the_table_fits_one_screen_and_covers_every_status():
+    assert set(TRANSITIONS) == set(STATUSES)
+    assert TERMINAL == {COMPLETE, FAILED}
+
+
+@given(st.sampled_from(sorted(TERMINAL)), st.sampled_from(STATUSES))
+def test_no_transition_leaves_a_terminal_state(terminal, new):
+    with pytest.raises(UnexpectedAnswer):
+        check_transition(terminal, new)
+
+
+@given(st.lists(st.sampled_from(STATUSES), min_size=1, max_size=12))
+def test_any_accepted_sequence_only_moves_forward_and_stops_at_a_terminal(statuses):
+    order = {WAITING: 0, RUNNING: 1, COMPLETE: 2, FAILED: 2}
+    seen = [WAITING]
+    for status in statuses:
+        try:
+            check_transition(seen[-1], status)
+        except UnexpectedAnswer:
+            assert is_terminal(seen[-1]) or order[status] < order[seen[-1]]
+            break
+        seen.append(status)
+    assert all(order[a] <= order[b] for a, b in zip(seen, seen[1:]))
+    assert all(not is_terminal(s) for s in seen[:-1])
+
+
+def test_waiting_may_skip_running_and_running_may_not_go_back():
+    assert check_transition(WAITING, COMPLETE) == COMPLETE
+    with pytest.raises(UnexpectedAnswer):
+        check_transition(RUNNING, WAITING)
+    with pytest.raises(UnexpectedAnswer, match="unknown job status"):
+        check_transition(RUNNING, "paused")
+
+
+def test_a_complete_snapshot_answer():
+    job = parse_job(_snapshot(), "snapshot")
+    assert job == CompleteSnapshot("job-1", datetime(2024, 7, 14, 9, 30, tzinfo=UTC),
+                                   ("obj-1", "obj-2"), 3, datetime(2024, 7, 13, 9, 30, tzinfo=UTC))
+    assert job.status == COMPLETE and job.kind == "snapshot"
+
+
+def test_a_complete_incremental_answer_with_since_and_until():
+    job = parse_job({"id": "j", "status": "complete", "expires_at": None, "objects": [{"id": "o"}],
+                     "schema_version": 1, "since": "2024-07-13T09:30:00Z",
+                     "until": "2024-07-14T00:00:00+00:00"}, "incremental")
+    assert isinstance(job, CompleteIncremental) and job.expires_at is None
+    assert job.until == datetime(2024, 7, 14, tzinfo=UTC)
+
+
+def test_kind_is_guessed_from_at_when_not_given():
+    assert isinstance(parse_job(_snapshot()), CompleteSnapshot)
+
+
+@pytest.mark.parametrize("status", [WAITING, RUNNING])
+def test_pending_answers(status):
+    assert parse_job({"id": "j", "status": status}, "snapshot") == PendingJob("j", status, None)
+
+
+def test_a_failed_answer_carries_type_uuid_and_message():
+    job = parse_job({"id": "j", "status": "failed", "expires_at": None,
+                     "error": {"type": "InternalError", "uuid": "u-5", "message": "boom"}})
+    assert isinstance(job, FailedJob) and job.status == FAILED
+    error = job.error.to_exception(job.id)
+    assert isinstance(error, JobFailed) and error.exit_status == 10
+    assert error.type == "InternalError" and error.uuid == "u-5" and "boom" in str(error)
+
+
+@pytest.mark.parametrize("data", [
+    None, [], "job", {"status": "complete"}, {"id": "", "status": "waiting"},
+    {"id": "j", "status": "done"}, {"id": "j"},
+    _snapshot(objects=None), _snapshot(objects=[{"name": "x"}]), _snapshot(at=None),
+    _snapshot(at="2024-07-13T09:30:00"), _snapshot(schema_version="3"),
+    _snapshot(expires_at="tomorrow"),
+    {"id": "j", "status": "complete", "objects": [], "since": "2024-07-14T00:00:00Z",
+     "until": "2024-07-13T00:00:00Z"},
+])
+def test_malformed_answers_are_unexpected(data):
+    with pytest.raises(UnexpectedAnswer):
+        parse_job(data, "snapshot" if isinstance(data, dict) and "at" in data else "incremental")
+
+
+def test_a_complete_job_far_from_expiry_is_used():
+    assert decide_created_job(parse_job(_snapshot()), NOW, 600).action == "use"
+
+
+def test_a_job_without_expiry_is_used():
+    assert decide_created_job(parse_job(_snapshot(expires_at=None)), NOW, 600).action == "use"
+
+
+def test_a_job_about_to_expire_is_renewed_after_it_has_gone():
+    job = parse_job(_snapshot(expires_at="2024-07-13T12:05:00Z"))
+    decision = decide_created_job(job, NOW, 600)
+    assert decision.action == "renew" and decision.wait == 300 + RENEW_GRACE
+
+
+def test_an_already_expired_job_is_renewed_without_waiting_long():
+    job = parse_job(_snapshot(expires_at="2024-07-13T11:00:00Z"))
+    assert decide_created_job(job, NOW, 600).wait == RENEW_GRACE
+
+
+def test_a_pending_job_is_polled_and_a_failed_one_fails():
+    assert decide_created_job(PendingJob("j", WAITING), NOW, 600).action == "poll"
+    failed = parse_job({"id": "j", "status": "failed", "error": {"message": "x"}})
+    decision = decide_created_job(failed, NOW, 600)
+    assert decision.action == "fail" and isinstance(decision.error, JobFailed)
+
+
+@given(st.integers(-7200, 7200), st.integers(0, 3600))
+def test_renew_exactly_within_the_margin_and_wait_until_past_expiry(seconds_left, margin):
+    job = CompleteSnapshot("j", NOW + timedelta(seconds=seconds_left), ("o",), 1, NOW)
+    decision = decide_created_job(job, NOW.timestamp(), margin)
+    if seconds_left <= margin:
+        assert decision.action == "renew"
+        assert NOW + timedelta(seconds=decision.wait) > job.expires_at
+    else:
+        assert decision.action == "use" and decision.wait == 0
