@@ -191,6 +191,8 @@ class SpoolSink:
             return
         spool, self._spool = self._spool, None
         try:
+            if spool.tell() == 0:
+                return  # an empty part: nothing to hand on
             spool.seek(0)
             self._on_part(spool)
         finally:

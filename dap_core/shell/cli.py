@@ -1,0 +1,699 @@
+"""dap - download Canvas Data 2 tables from Instructure's DAP Query API.
+
+Usage:
+  dap [options] list [--namespace=NS]
+  dap [options] schema --table=TABLES [--namespace=NS]
+      [--output-directory=DIR | --output=-]
+  dap [options] snapshot --table=TABLES [--namespace=NS] [--format=FORMAT]
+      [--mode=MODE] [--output-directory=DIR | --output=-] [--state=FILE]
+  dap [options] incremental --table=TABLES [--since=TS] [--until=TS]
+      [--namespace=NS] [--format=FORMAT] [--mode=MODE]
+      [--output-directory=DIR | --output=-] [--state=FILE]
+  dap COMMAND --help
+  dap (--help | --version)
+
+Commands:
+  list          print the table names of a namespace, one per line
+  schema        write each table's JSON Schema to DIR/<table>.schema.json
+  snapshot      download each table as it is now
+  incremental   download the changes to each table since a point in time
+
+Options:
+  --table=TABLES          one table, a comma list (accounts,users) or all
+  --namespace=NS          canvas, canvas_logs, catalog, new_quizzes ...
+                          [default: canvas]
+  --format=FORMAT         jsonl, json, csv, tsv or parquet [default: jsonl]
+  --mode=MODE             expanded (DAP's default: nested objects spread into
+                          dotted columns) or condensed (one JSON column each)
+  --since=TS              where the changes start (inclusive): ISO 8601 with a
+                          zone, like 2024-07-13T09:30:00Z or
+                          2022-07-13T09:30:00+02:00; with --state it may be left
+                          out (then the checkpoint is used)
+  --until=TS              where the changes end (exclusive); default: the
+                          latest point DAP has data for
+  --output-directory=DIR  write files into DIR [default: downloads]
+  --output=OUT            OUT must be -: write the records to stdout instead
+                          (several tables only as jsonl)
+  --state=FILE            keep the last at/until of each table in FILE (JSON);
+                          incremental continues from it
+
+Global options:
+  --base-url=URL          the DAP API [env: DAP_API_URL]
+                          (https://api-gateway.instructure.com when unset)
+  --api-key=KEY           an API key, base64 of region#client-id:secret
+                          [env: DAP_API_KEY]
+  --client-id=ID          a client ID [env: DAP_CLIENT_ID]
+  --client-secret=SECRET  its secret [env: DAP_CLIENT_SECRET]
+                          (a client ID and secret win over an API key)
+  --ca-bundle=FILE        trust the CA certificates in FILE (PEM) for https
+  --allow-insecure-http   allow plain http to a host that is not loopback
+  --loglevel=LEVEL        debug, info, warning or error; logs go to stderr
+                          [default: warning]
+  -h, --help              show this help, or a command's: dap snapshot --help
+  --version               print the version
+
+Examples:
+  dap list
+  dap list --namespace canvas_logs
+  dap schema --table accounts
+  dap schema --table accounts --output - | jq .version
+  dap snapshot --table accounts --format csv
+  dap snapshot --table accounts,users --format parquet --output-directory data
+  dap snapshot --table accounts --format tsv --output - | psql -c '\\copy raw from stdin with (format text, header true)'
+  dap snapshot --table all --state dap-state.json
+  dap incremental --namespace canvas --table accounts --since 2022-07-13T09:30:00+02:00
+  dap --base-url URL --api-key KEY incremental --table accounts --since 2024-07-13T09:30:00Z
+  dap incremental --table accounts --since 2024-07-13T09:30:00Z --until 2024-07-14T00:00:00Z
+  dap incremental --table accounts,users --state dap-state.json
+  dap incremental --table users --since 2024-07-13T09:30:00Z --output - | jq -c .key
+  next=$(dap incremental --table accounts --since "$next" | jq -r .next_since)
+
+Output: with files, stdout gets one JSON line per table (job id, kind, at or
+since/until, next_since, rows, file) and stderr one line saying the same; with
+--output -, stdout gets the records as they arrive.  Logs go to stderr only.
+Exit status: 0 ok, 2 command line, 3 invalid input, 4 authentication, 5 forbidden,
+6 not found, 7 rejected query, 8 out of range, 9 snapshot required, 10 job failed,
+11 service unavailable, 12 output failed, 13 some tables failed, 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
+
+from .. import errors
+
+__all__ = ["main", "USAGE", "command_help"]
+
+USAGE = __doc__
+COMMANDS = ("list", "schema", "snapshot", "incremental")
+LOGLEVELS = ("debug", "info", "warning", "error")
+#: exit status when stdout is a closed pipe (128 + SIGPIPE, what a shell reports for a
+#: process killed by SIGPIPE): `set -o pipefail` scripts can tell that not everything was
+#: delivered, and no checkpoint moves for output nobody read.
+EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("dap")
+
+
+# -- the usage text, per command ---------------------------------------------------------------
+
+def _section(title: str) -> List[str]:
+    """The lines of a section of USAGE (without its title line)."""
+    lines = USAGE.splitlines()
+    start = lines.index(title + ":") + 1
+    end = start
+    while end < len(lines) and (lines[end].startswith(" ") or not lines[end].strip()):
+        if not lines[end].strip() and (end + 1 == len(lines) or not lines[end + 1].startswith(" ")):
+            break
+        end += 1
+    return lines[start:end]
+
+
+def _option_blocks(title: str) -> List[Tuple[str, List[str]]]:
+    """(long option name, its lines) for each option of an options section."""
+    blocks: List[Tuple[str, List[str]]] = []
+    for line in _section(title):
+        match = re.match(r"\s+(?:-\w, )?(--[\w-]+)", line)
+        if match:
+            blocks.append((match.group(1), [line]))
+        elif blocks:
+            blocks[-1][1].append(line)
+    return blocks
+
+
+def _usage_lines(command: str) -> List[str]:
+    lines, current = [], None
+    for line in _section("Usage"):
+        words = line.split()
+        if words and words[0] == "dap":
+            current = command in words[:3] and words[1] != "COMMAND"
+        if current:
+            lines.append(line)
+    return lines
+
+
+def command_help(command: str) -> str:
+    """The help of one command: its usage, options, the global options and its examples."""
+    usage = _usage_lines(command)
+    mentioned = set(re.findall(r"--[\w-]+", " ".join(usage)))
+    summary = next(line.split(None, 1)[1] for line in _section("Commands")
+                   if line.split()[0] == command)
+    options = [line for name, block in _option_blocks("Options") if name in mentioned
+               for line in block]
+    examples = [line for line in _section("Examples")
+                if re.search(r"\bdap\b(?: --\S+ \S+)* %s\b" % command, line)]
+    parts = ["dap %s - %s." % (command, summary), "", "Usage:"] + usage
+    if options:
+        parts += ["", "Options:"] + options
+    parts += ["", "Global options:"] + [line for _, block in _option_blocks("Global options")
+                                        for line in block]
+    if examples:
+        parts += ["", "Examples:"] + examples
+    return "\n".join(parts) + "\n"
+
+
+def _docopt_usage() -> str:
+    """USAGE up to its examples: what docopt parses (examples are for people)."""
+    return USAGE.split("\nExamples:")[0]
+
+
+# -- parsing the command line ---------------------------------------------------------------
+
+def _wants_help(argv: Sequence[str]) -> Tuple[bool, Optional[str]]:
+    command = next((a for a in argv if a in COMMANDS), None)
+    for arg in argv:
+        if arg == "--":
+            break
+        if arg in ("-h", "--help"):
+            return True, command
+    return False, command
+
+
+def _explain_usage_error(argv: Sequence[str]) -> str:
+    """A one-line reason why docopt refused ``argv`` (docopt's own text is not for people)."""
+    words = [a for a in argv if not a.startswith("-")]
+    command = next((a for a in argv if a in COMMANDS), None)
+    if command is None:
+        if not argv:
+            return "no command given; the commands are " + ", ".join(COMMANDS)
+        unknown = next((w for w in words if w not in COMMANDS), None)
+        if unknown is not None and not any(a.startswith("--") and "=" not in a for a in argv):
+            return "unknown command %r; the commands are %s" % (unknown, ", ".join(COMMANDS))
+        return "no command given (or an option's value is missing); the commands are " + \
+            ", ".join(COMMANDS)
+    allowed = set(re.findall(r"--[\w-]+", " ".join(_usage_lines(command))))
+    allowed |= {name for name, _ in _option_blocks("Global options")} | {"-h"}
+    every = {name for name, _ in _option_blocks("Options")} | allowed
+    seen: Dict[str, int] = {}
+    for arg in argv:
+        if arg == "--":
+            break
+        if arg.startswith("-") and arg != "-":
+            name = arg.split("=", 1)[0]
+            if name not in every:
+                return "unknown option %s" % name
+            if name not in allowed:
+                return "%s does not take %s" % (command, name)
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                return "%s is given twice" % name
+    if "--output" in seen and "--output-directory" in seen:
+        return "--output and --output-directory exclude each other"
+    if command != "list" and "--table" not in seen:
+        return "%s needs --table" % command
+    return "the command line is not understood"
+
+
+def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
+    """docopt's dictionary for ``argv``, or ``UsageError`` with a one-line reason."""
+    from docopt import DocoptExit, docopt  # docopt-ng
+    try:
+        return dict(docopt(_docopt_usage(), list(argv), default_help=False))
+    except DocoptExit:
+        command = next((a for a in argv if a in COMMANDS), None)
+        raise errors.UsageError(_explain_usage_error(argv),
+                                "see dap %s--help" % (command + " " if command else "")) from None
+
+
+# -- settings: the command line and the environment, validated ---------------------------------
+
+class Settings:
+    """Everything the command line and the environment say, checked before any request."""
+
+    def __init__(self, args: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        from .. import queries
+        from ..credentials import resolve_credentials
+        from .http import DEFAULT_BASE_URL, check_base_url
+
+        self.command = next(c for c in COMMANDS if args.get(c))
+        level = (args.get("--loglevel") or "warning").strip().lower()
+        if level not in LOGLEVELS:
+            raise errors.InvalidInput("unknown log level %r" % args.get("--loglevel"),
+                                      "use one of " + ", ".join(LOGLEVELS))
+        self.loglevel = level
+        self.allow_insecure_http = bool(args.get("--allow-insecure-http"))
+        self.base_url = check_base_url(args.get("--base-url") or environ.get("DAP_API_URL")
+                                       or DEFAULT_BASE_URL, self.allow_insecure_http)
+        self.ca_bundle = args.get("--ca-bundle")
+        # Credentials: when any is on the command line, the command line alone says which;
+        # otherwise the environment does.  A client ID and secret win over an API key.
+        if args.get("--client-id") or args.get("--client-secret"):
+            self.credentials = resolve_credentials(
+                client_id=args.get("--client-id") or environ.get("DAP_CLIENT_ID"),
+                client_secret=args.get("--client-secret") or environ.get("DAP_CLIENT_SECRET"))
+        elif args.get("--api-key"):
+            self.credentials = resolve_credentials(api_key=args.get("--api-key"))
+        else:
+            self.credentials = resolve_credentials(
+                api_key=environ.get("DAP_API_KEY") or None,
+                client_id=environ.get("DAP_CLIENT_ID") or None,
+                client_secret=environ.get("DAP_CLIENT_SECRET") or None)
+
+        self.namespace = queries.check_name("namespace", args.get("--namespace") or "canvas")
+        self.tables = queries.parse_tables(args["--table"]) if args.get("--table") else None
+        self.format = queries.parse_format(args.get("--format") or "jsonl")
+        self.mode = queries.parse_mode(args.get("--mode"))
+        self.since = self._timestamp("since", args.get("--since"))
+        self.until = self._timestamp("until", args.get("--until"))
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            from ..timestamps import format_timestamp
+            raise errors.InvalidInput(
+                "until (%s) is not after since (%s)" % (format_timestamp(self.until),
+                                                        format_timestamp(self.since)),
+                "give an --until later than --since, or leave --until out")
+        output = args.get("--output")
+        if output is not None and output != "-":
+            raise errors.UsageError("--output takes only - (stdout); got %r" % output,
+                                    "use --output-directory DIR to write files")
+        self.to_stdout = output == "-"
+        self.directory = None if self.to_stdout else (args.get("--output-directory")
+                                                      or "downloads")
+        self.state_path = args.get("--state")
+        self.several = self.tables is not None and (
+            self.tables is queries.ALL or len(self.tables) > 1)
+
+        if self.command in ("snapshot", "incremental"):
+            if self.to_stdout and self.format == "parquet":
+                raise errors.InvalidInput("Parquet cannot be written to stdout",
+                                          "use --output-directory DIR, or another --format")
+            if self.to_stdout and self.several and self.format != "jsonl":
+                raise errors.InvalidInput(
+                    "several tables can go to stdout only as jsonl, not %s" % self.format,
+                    "use --format jsonl, one table, or --output-directory DIR")
+            if self.format == "parquet":
+                from .writers import require_parquet
+                require_parquet()
+        if self.command == "incremental" and self.since is None and self.state_path is None:
+            raise errors.UsageError("incremental needs --since TS, or --state FILE with a "
+                                    "checkpoint of the table",
+                                    "see dap incremental --help")
+        if self.ca_bundle is not None:
+            from .client import _check_ca_bundle
+            _check_ca_bundle(self.ca_bundle)
+        if self.directory is not None and self.command != "list":
+            prepare_directory(self.directory)
+        self.state = None
+        if self.state_path is not None:
+            from .state import check_state_path, load_state
+            check_state_path(self.state_path)
+            self.state = load_state(self.state_path)
+
+    @staticmethod
+    def _timestamp(name: str, text: Optional[str]):
+        if text is None:
+            return None
+        from ..timestamps import parse_timestamp
+        try:
+            return parse_timestamp(text)
+        except errors.InvalidInput as exc:
+            exc.message = "--%s: %s" % (name, exc.message)
+            raise
+
+
+def prepare_directory(path: str) -> None:
+    """Make sure ``path`` is a writable directory (creating it), or ``InvalidInput``."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise errors.InvalidInput("the output directory %s is not a directory" % path,
+                                  "pass a directory to --output-directory")
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise errors.InvalidInput("cannot create the output directory %s: %s" % (
+                path, exc.strerror or exc), "pass a writable --output-directory") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise errors.InvalidInput("the output directory %s is not writable" % path,
+                                  "pass a writable --output-directory")
+
+
+# -- logging and progress ------------------------------------------------------------------------
+
+class _Secrets:
+    """The texts no line on stderr may show; grows when a token is issued."""
+
+    def __init__(self) -> None:
+        self.sources: List[Any] = []
+        self.fixed: List[str] = []
+
+    def all(self) -> List[str]:
+        found = list(self.fixed)
+        for source in self.sources:
+            try:
+                found.extend(source())
+            except Exception:  # pragma: no cover - never let redaction break logging
+                pass
+        return [s for s in found if s]
+
+    def redact(self, text: str) -> str:
+        from ..credentials import redact
+        return redact(text, self.all())
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, secrets: _Secrets) -> None:
+        super().__init__("dap: %(levelname)s: %(message)s")
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = record.levelname.lower()
+        return self.secrets.redact(super().format(record))
+
+
+class TerminalProgress:
+    """One line on a terminal, redrawn at most ten times a second: parts, bytes, rows."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.label = ""
+        self.parts = 0
+        self.index = 0
+        self.bytes = 0
+        self.row_count = 0
+        self.shown = 0.0
+        self.dirty = False
+
+    def start(self, label: str, parts: int) -> None:
+        self.label, self.parts, self.index, self.bytes, self.row_count = label, parts, 0, 0, 0
+        self._draw(force=True)
+
+    def part(self, index: int) -> None:
+        self.index = index
+        self._draw()
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes += count
+        self._draw()
+
+    def rows(self, count: int) -> None:
+        self.row_count = count
+        self._draw()
+
+    def end(self) -> None:
+        if self.dirty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.dirty = False
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.shown < 0.1:
+            return
+        self.shown = now
+        self.stream.write("\r\x1b[K%s: part %d of %d, %.1f MiB, %d rows" % (
+            self.label, min(self.index + 1, self.parts), self.parts, self.bytes / 1048576.0,
+            self.row_count))
+        self.stream.flush()
+        self.dirty = True
+
+
+# -- output ------------------------------------------------------------------------------------
+
+class Console:
+    """stdout (data) and stderr (people), the only places the program writes to."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, secrets: _Secrets) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.secrets = secrets
+
+    @property
+    def binary(self):
+        self.stdout.flush()
+        return getattr(self.stdout, "buffer", None) or _TextAsBinary(self.stdout)
+
+    def data_line(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def say(self, text: str) -> None:
+        self.stderr.write(self.secrets.redact(text) + "\n")
+        self.stderr.flush()
+
+    def error(self, text: str) -> None:
+        self.say("dap: error: " + text)
+
+
+class _TextAsBinary:
+    """Bytes to a text stream that has no ``buffer`` (a StringIO in tests)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data.decode("utf-8"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def _tables(client, settings: Settings) -> Tuple[str, ...]:
+    from .. import queries
+    if settings.tables is queries.ALL:
+        return queries.expand_tables(queries.ALL, client.list_tables(settings.namespace))
+    return tuple(settings.tables)
+
+
+def cmd_list(client, settings: Settings, console: Console) -> int:
+    for name in client.list_tables(settings.namespace):
+        console.stdout.write(name + "\n")
+    console.stdout.flush()
+    return 0
+
+
+def _each_table(tables: Sequence[str], settings: Settings, console: Console, work) -> int:
+    """Run ``work(table)`` for each table; with several tables, one failing loses none of
+    the others; a summary on stderr; exit 13 when some failed."""
+    failed: List[Tuple[str, errors.DapError]] = []
+    done = 0
+    for table in tables:
+        try:
+            work(table)
+            done += 1
+        except (errors.AuthenticationFailed, BrokenPipeError):
+            raise  # nothing else can succeed either
+        except errors.DapError as exc:
+            if len(tables) == 1 and not settings.several:
+                raise
+            failed.append((table, exc))
+            console.error("%s.%s: %s" % (settings.namespace, table, exc))
+    if len(tables) > 1 or settings.several:
+        summary = "dap: %d table%s: %d done, %d failed" % (
+            len(tables), "s" * (len(tables) != 1), done, len(failed))
+        if failed:
+            summary += " (%s)" % ", ".join("%s: exit %d" % (t, e.exit_status) for t, e in failed)
+        console.say(summary)
+    if failed:
+        return errors.PartialFailure.exit_status
+    return 0
+
+
+def cmd_schema(client, settings: Settings, console: Console) -> int:
+    from .sinks import write_file_atomically
+    tables = _tables(client, settings)
+
+    def work(table: str) -> None:
+        schema = client.get_schema(settings.namespace, table)
+        text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        label = "%s.%s" % (settings.namespace, table)
+        if settings.to_stdout:
+            console.stdout.write(text)
+            console.stdout.flush()
+            return
+        path = os.path.join(settings.directory, "%s.schema.json" % table)
+        try:
+            write_file_atomically(path, text.encode("utf-8"))
+        except OSError as exc:
+            raise errors.OutputError("writing %s failed: %s" % (path, exc.strerror or exc)) \
+                from exc
+        console.data_line(json.dumps({"namespace": settings.namespace, "table": table,
+                                      "version": schema.get("version"), "file": path}))
+        console.say("%s: schema version %s -> %s" % (label, schema.get("version"), path))
+
+    return _each_table(tables, settings, console, work)
+
+
+def _query(settings: Settings, table: str, state):
+    from .. import chain, queries
+    if settings.command == "snapshot":
+        return queries.SnapshotQuery(settings.namespace, table, settings.format, settings.mode)
+    since = settings.since
+    if state is not None:
+        since = chain.since_for(state, settings.namespace, table, settings.since)
+    if since is None:  # pragma: no cover - Settings refuses this earlier
+        raise errors.UsageError("incremental needs --since")
+    return queries.IncrementalQuery(settings.namespace, table, since, settings.until,
+                                    settings.format, settings.mode)
+
+
+def _human_line(query, job, rows: int, where: str) -> str:
+    from ..chain import next_since
+    from ..timestamps import format_timestamp
+    label = "%s.%s" % (query.namespace, query.table)
+    if query.kind == "snapshot":
+        when = "at %s" % format_timestamp(job.at)
+    else:
+        when = "since %s until %s" % (format_timestamp(job.since), format_timestamp(job.until))
+    return "%s: %s %s, %d row%s -> %s (next since %s)" % (
+        label, query.kind, when, rows, "s" * (rows != 1), where,
+        format_timestamp(next_since(job)))
+
+
+def cmd_query(client, settings: Settings, console: Console) -> int:
+    """snapshot and incremental."""
+    from .. import chain
+    from .state import save_state
+
+    holder = {"state": settings.state}
+    # Every query is made (and so checked: timestamps, checkpoints) before the first job
+    # starts; for an explicit list of tables, before the first request.
+    tables = _tables(client, settings)
+    queries = {table: _query(settings, table, holder["state"]) for table in tables}
+
+    def work(table: str) -> None:
+        query = queries[table]
+        job = client.run(query)
+        if settings.to_stdout:
+            result = client.write_records(job, query, console.binary)
+            where = "stdout"
+        else:
+            result = client.download(job, query, settings.directory)
+            where = result.path
+        if settings.state_path is not None:
+            # the outputs are durable: now, and only now, the checkpoint moves
+            state = chain.advance(holder["state"], query.namespace, query.table, job)
+            save_state(settings.state_path, state)
+            holder["state"] = state
+        if not settings.to_stdout:
+            line = dict(result.metadata, file=result.path, meta_file=result.meta_path)
+            console.data_line(json.dumps(line))
+        console.say(_human_line(query, job, result.rows, where))
+
+    return _each_table(tables, settings, console, work)
+
+
+HANDLERS = {"list": cmd_list, "schema": cmd_schema, "snapshot": cmd_query,
+            "incremental": cmd_query}
+
+
+# -- main --------------------------------------------------------------------------------------
+
+def _version() -> str:
+    from ..version import __version__
+    return __version__
+
+
+def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = None,
+         stderr: Optional[TextIO] = None, environ: Optional[Mapping[str, str]] = None,
+         client_options: Optional[Mapping[str, Any]] = None) -> int:
+    """Run the command line; return the exit status (it never raises for expected failures).
+
+    ``stdout``, ``stderr`` and ``environ`` default to the process's; ``client_options`` are
+    passed to :class:`dap_core.shell.client.Client` (tests inject instant sleeps).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    env = os.environ if environ is None else environ
+    secrets = _Secrets()
+    console = Console(out, err, secrets)
+
+    wants_help, command = _wants_help(argv)
+    if wants_help:
+        out.write(command_help(command) if command else USAGE.lstrip())
+        out.flush()
+        return 0
+    if argv == ["--version"]:
+        out.write("dap %s\n" % _version())
+        out.flush()
+        return 0
+
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(_Formatter(secrets))
+    previous = (log.level, log.propagate)
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.WARNING)
+    debug = "--loglevel=debug" in argv or any(
+        a == "--loglevel" and b.lower() == "debug" for a, b in zip(argv, argv[1:]))
+    try:
+        args = parse_command_line(argv)
+        # secrets known from the command line and environment, even before they are checked
+        secrets.fixed.extend(v for v in (args.get("--api-key"), args.get("--client-secret"),
+                                         env.get("DAP_API_KEY"), env.get("DAP_CLIENT_SECRET"))
+                             if v)
+        settings = Settings(args, env)
+        secrets.sources.append(settings.credentials.secrets)
+        log.setLevel(getattr(logging, settings.loglevel.upper()))
+        return _run(settings, console, secrets, err, client_options or {})
+    except errors.UsageError as exc:
+        console.error(str(exc))
+        return exc.exit_status
+    except errors.DapError as exc:
+        console.error(str(exc))
+        return exc.exit_status
+    except KeyboardInterrupt:
+        console.error("interrupted; nothing half-written was kept")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout(out)
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # a bug: one line, the traceback only at debug
+        if debug:
+            console.say(traceback.format_exc().rstrip())
+        console.error("unexpected %s: %s; this is a bug, please report it%s" % (
+            type(exc).__name__, errors.one_line(exc, 300),
+            "" if debug else " (run with --loglevel debug for the traceback)"))
+        return 1
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous[0])
+        log.propagate = previous[1]
+
+
+def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,
+         client_options: Mapping[str, Any]) -> int:
+    from .client import Client
+    options = dict(client_options)
+    if "progress" not in options and _isatty(err) and settings.command in (
+            "snapshot", "incremental"):
+        options["progress"] = TerminalProgress(err)
+    with Client(settings.base_url, settings.credentials, ca_bundle=settings.ca_bundle,
+                allow_insecure_http=settings.allow_insecure_http, **options) as client:
+        secrets.sources.append(client.secrets)
+        return HANDLERS[settings.command](client, settings, console)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence_stdout(out: TextIO) -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush does
+    not print 'Exception ignored ... BrokenPipeError' (the recipe of Python's docs)."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The library's ``Client``: a session with the DAP API, usable without the command line.
+
+Example::
+
+    from dap_core import Client, SnapshotQuery, resolve_credentials
+
+    with Client("https://api-gateway.instructure.com",
+                resolve_credentials(client_id="us-east-1#...", client_secret="...")) as dap:
+        query = SnapshotQuery("canvas", "accounts", format="csv")
+        job = dap.run(query)
+        result = dap.download(job, query, "downloads")
+        print(result.path, result.rows, result.metadata["next_since"])
+
+The client never prints, never exits, and keeps its state to itself; errors are the
+``dap_core.errors`` classes.  Logs go to the ``dap`` logger (never a secret or a token).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Optional, Tuple
+
+from .. import errors, layout
+from ..credentials import Credentials
+from .download import ObjectUrls, fetch_part
+from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, check_object_url
+from .session import Session
+from .sinks import SPOOL_MEMORY, AtomicFile, StdoutSink
+from .writers import ParquetWriter, StreamWriter, require_parquet
+
+__all__ = ["Client", "DownloadResult", "Progress"]
+
+log = logging.getLogger("dap.client")
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What ``Client.download`` (or ``write_records``) wrote.
+
+    ``path`` and ``meta_path`` are None when the records went to a stream; ``metadata`` is
+    the job's metadata (``layout.job_metadata``: job id, kind, at or since/until,
+    ``next_since``, schema version, format, rows, file)."""
+
+    path: Optional[str]
+    meta_path: Optional[str]
+    rows: int
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+
+class Progress:
+    """Receives progress events; the default does nothing (the CLI draws a line on a tty)."""
+
+    def start(self, label: str, parts: int) -> None: ...
+
+    def part(self, index: int) -> None: ...
+
+    def add_bytes(self, count: int) -> None: ...
+
+    def rows(self, count: int) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def _check_ca_bundle(path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise errors.InvalidInput("the CA bundle %s is not a readable file" % path,
+                                  "pass a PEM file of CA certificates to --ca-bundle")
+    return path
+
+
+class Client:
+    """A session with the DAP Query API.
+
+    :param base_url: the API (default ``https://api-gateway.instructure.com``); plain http
+        only to loopback unless ``allow_insecure_http``.
+    :param credentials: from :func:`dap_core.resolve_credentials`.
+    :param ca_bundle: a PEM file of CA certificates to trust instead of the default store.
+    :param sleep, rng, clock, monotonic: the waiting, randomness and clocks used (tests
+        make sleeping instant).
+    :param retry_policy: a ``dap_core.policy.RetryPolicy`` (bounded retries, growing delays).
+    :param pacing: wait rather than exceed the service's per-minute limits (default on).
+    :param progress: a :class:`Progress` receiving events while downloading.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, credentials: Optional[Credentials] = None,
+                 *, ca_bundle: Optional[str] = None, allow_insecure_http: bool = False,
+                 timeout: Tuple[float, float] = DEFAULT_TIMEOUT, retry_policy: Any = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: Any = None,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 pacing: bool = True, progress: Optional[Progress] = None) -> None:
+        if credentials is None:
+            raise errors.MissingCredentials("no credentials")
+        self.base_url = check_base_url(base_url, allow_insecure_http)
+        self.allow_insecure_http = allow_insecure_http
+        self._transport = Transport(ca_bundle=_check_ca_bundle(ca_bundle), timeout=timeout,
+                                    retry_policy=retry_policy, sleep=sleep, rng=rng,
+                                    monotonic=monotonic, clock=clock)
+        self._session = Session(self._transport, self.base_url, credentials, pacing=pacing)
+        self.progress = progress or Progress()
+
+    def __repr__(self) -> str:
+        return "Client(%r)" % (self.base_url,)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    def secrets(self) -> Tuple[str, ...]:
+        """Texts that must never be shown (for a log filter): secret, key, token."""
+        return self._session.secrets()
+
+    # -- the API -------------------------------------------------------------------------------
+    def list_tables(self, namespace: str = "canvas") -> list:
+        """The table names of a namespace."""
+        return self._session.list_tables(namespace)
+
+    def get_schema(self, namespace: str, table: str) -> Dict[str, Any]:
+        """``{"schema": <JSON Schema>, "version": <int>}`` of a table."""
+        return self._session.get_schema(namespace, table)
+
+    def run(self, query) -> Any:
+        """Start ``query`` (``SnapshotQuery`` / ``IncrementalQuery``) and wait for its job;
+        return the complete job (``at``, or ``since``/``until``; ``objects``)."""
+        return self._session.run(query)
+
+    # -- results ---------------------------------------------------------------------------------
+    def download(self, job, query, directory: str) -> DownloadResult:
+        """Write the job's result into ``directory`` as one file in ``query.format``, with its
+        ``.meta.json`` sidecar; both appear whole or not at all."""
+        _check_job(job, query)
+        name = layout.output_name(query.namespace, query.table, job, query.format)
+        path = os.path.join(directory, name)
+        meta_path = os.path.join(directory, layout.meta_name(name))
+        label = "%s.%s" % (query.namespace, query.table)
+        if query.format == "parquet":
+            require_parquet()
+        try:
+            target = AtomicFile(path)
+        except OSError as exc:
+            raise errors.OutputError("cannot create a file in %s: %s" % (
+                directory, exc.strerror or exc)) from exc
+        try:
+            writer = self._writer(job, query, target, path)
+            self._transfer(job, writer, label)
+            metadata = layout.job_metadata(query.namespace, query.table, job, query.format,
+                                           writer.rows, name)
+            meta = AtomicFile(meta_path)
+            try:
+                meta.write((json.dumps(metadata, indent=2) + "\n").encode("utf-8"))
+                writer.commit()
+                meta.commit()
+            except OSError as exc:
+                meta.abort()
+                if target.done:  # the data went in but its sidecar did not: take it back
+                    _unlink(path)
+                raise errors.OutputError("writing %s failed: %s" % (
+                    meta_path, exc.strerror or exc)) from exc
+            except BaseException:
+                meta.abort()
+                raise
+        except BaseException:
+            target.abort()
+            raise
+        log.info("%s: %d rows -> %s", label, writer.rows, path)
+        return DownloadResult(path, meta_path, writer.rows, metadata)
+
+    def write_records(self, job, query, stream: BinaryIO) -> DownloadResult:
+        """Write the job's records to a binary stream (stdout) in ``query.format`` (not
+        parquet), a part at a time, each only after it verified."""
+        _check_job(job, query)
+        if query.format == "parquet":
+            raise errors.InvalidInput("Parquet cannot be written to stdout",
+                                      "use --output-directory, or another --format")
+        label = "%s.%s" % (query.namespace, query.table)
+        writer = self._writer(job, query, StdoutSink(stream), "stdout")
+        try:
+            self._transfer(job, writer, label)
+            writer.commit()
+        finally:
+            writer.abort()
+        metadata = layout.job_metadata(query.namespace, query.table, job, query.format,
+                                       writer.rows, "-")
+        return DownloadResult(None, None, writer.rows, metadata)
+
+    def iter_records(self, job) -> Iterator[Dict[str, Any]]:
+        """The job's records as dicts (``key``, ``value``, ``meta``); the job must have been
+        asked for as JSONL (``format="jsonl"``, ``"json"`` or ``"parquet"``).  Each part is
+        verified before its first record is yielded."""
+        objects = tuple(job.objects)
+        urls = self._urls(objects)
+        for index, object_id in enumerate(objects):
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, mode="w+b")
+            with spool:
+                def restart() -> None:
+                    spool.seek(0)
+                    spool.truncate()
+                fetch_part(self._transport, urls, object_id, spool.write, restart,
+                           label="part %d of %d" % (index + 1, len(objects)))
+                urls.forget(object_id)
+                spool.seek(0)
+                for line in spool:
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        raise errors.InvalidInput(
+                            "the job's result is not JSON Lines",
+                            "iter_records needs a job asked for with format jsonl") from None
+                    yield record
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _urls(self, objects) -> ObjectUrls:
+        return ObjectUrls(self._session.object_urls, objects,
+                          check=lambda url: check_object_url(url, self.allow_insecure_http))
+
+    def _writer(self, job, query, sink, describe: str):
+        if query.format == "parquet":
+            schema = self._schema_for(job, query)
+            return ParquetWriter(sink, schema, query.mode, describe=describe)
+
+        def empty_header() -> str:
+            from .. import records
+            schema = self._schema_for(job, query)
+            columns = records.columns_from_schema(schema["schema"], query.mode or "expanded")
+            if query.format == "csv":
+                return records.csv_header(columns)
+            return records.tsv_header(columns)
+
+        return StreamWriter(query.format, sink, describe, empty_header)
+
+    def _schema_for(self, job, query) -> Dict[str, Any]:
+        schema = self._session.get_schema(query.namespace, query.table)
+        version = getattr(job, "schema_version", None)
+        if version is not None and schema.get("version") != version:
+            log.warning("%s.%s: the job's records follow schema version %s, DAP's current "
+                        "schema is version %s", query.namespace, query.table, version,
+                        schema.get("version"))
+        return schema
+
+    def _transfer(self, job, writer, label: str) -> None:
+        objects = tuple(job.objects)
+        urls = self._urls(objects)
+        progress = self.progress
+        progress.start(label, len(objects))
+        try:
+            for index, object_id in enumerate(objects):
+                progress.part(index)
+                writer.begin_part(index)
+                fetch_part(self._transport, urls, object_id, writer.feed, writer.restart_part,
+                           label="%s: part %d of %d" % (label, index + 1, len(objects)),
+                           on_bytes=progress.add_bytes)
+                writer.end_part()
+                urls.forget(object_id)
+                progress.rows(writer.rows)
+            writer.finish()
+        finally:
+            progress.end()
+
+
+def _check_job(job, query) -> None:
+    kind = getattr(job, "kind", None)
+    if getattr(job, "status", None) != "complete" or kind is None:
+        raise errors.InvalidInput("the job %s is not complete" % getattr(job, "id", "?"),
+                                  "run the query with Client.run first")
+    if kind != query.kind:
+        raise errors.InvalidInput("the job is a %s, the query a %s" % (kind, query.kind))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
