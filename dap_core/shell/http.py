@@ -295,6 +295,11 @@ class Transport:
             action = decision.action
             if action == "ok":
                 assert reply is not None
+                if reply.status >= 300:
+                    # never followed: the Authorization header stays with the API host
+                    raise errors.UnexpectedAnswer(
+                        "%s: DAP answered with a redirect (HTTP %d), which dap does not follow"
+                        % (label, reply.status))
                 return reply
             if action == "retry":
                 log.info("%s: %s; retrying in %.1f s (attempt %d)", label,
