@@ -1,0 +1,196 @@
+"""Each fault fires as configured, deterministically, and only then."""
+from __future__ import annotations
+
+import gzip
+import time
+import zlib
+
+import pytest
+
+from .api import Api, request
+from .test_downloads import first_url, raw_get
+
+
+def statuses(api: Api, n: int = 40):
+    return [api.schema("canvas", "accounts").status for _ in range(n)]
+
+
+def test_no_fault_fires_unless_asked(simulator):
+    api = Api(simulator)
+    for table in ("accounts", "users"):
+        job = api.run("canvas", table, {"format": "csv"})
+        for url in api.part_urls(job):
+            answer = request("GET", url)
+            assert answer.status == 200
+            gzip.decompress(answer.body)
+    assert set(statuses(api, 20)) == {200}
+    assert set(simulator.fault_counts.values()) == {0}
+
+
+def test_fail_429_on_a_fraction_of_api_calls(make_simulator):
+    sim = make_simulator(fail_429=0.5, seed=1)
+    api = Api(sim)
+    seen = statuses(api)
+    assert 8 <= seen.count(429) <= 32 and set(seen) == {200, 429}
+    assert sim.fault_counts["fail_429"] == seen.count(429)
+    answer = next(a for a in (api.tables() for _ in range(50)) if a.status == 429)
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.error["type"] == "TooManyRequestsError"
+    assert all(api.login().status == 200 for _ in range(10)), "never on login"
+    assert sim.fault_counts["rate_limit"] == 0
+
+
+def test_faults_are_deterministic_per_seed(make_simulator):
+    def sequence(seed):
+        return statuses(Api(make_simulator(fail_429=0.3, fail_5xx=0.3, seed=seed)))
+
+    assert sequence(5) == sequence(5)
+    assert sequence(5) != sequence(6)
+
+
+def test_fail_5xx_cycles_statuses_and_504_sometimes_has_no_json(make_simulator):
+    sim = make_simulator(fail_5xx=1.0)
+    api = Api(sim)
+    answers = [api.schema("canvas", "users") for _ in range(8)]
+    assert [a.status for a in answers] == [500, 502, 503, 504] * 2
+    gateway = [a for a in answers if a.status == 504]
+    assert gateway[0].headers["Content-Type"] == "text/html"
+    assert gateway[1].error["type"] == "GatewayTimeoutError"
+    assert answers[0].error["type"] == "ServerError"
+    assert sim.fault_counts["fail_5xx"] == 8
+    # downloads and login are never hit
+    assert api.login().status == 200
+
+
+def test_downloads_are_not_hit_by_api_faults(make_simulator):
+    sim = make_simulator(fail_5xx=0.5, seed=2)
+    api = Api(sim)
+    job = None
+    while job is None:
+        answer = api.start("canvas", "accounts", {"format": "jsonl"})
+        job = answer.json if answer.status == 200 else None
+    while job["status"] != "complete":
+        time.sleep(0.02)
+        answer = api.job(job["id"])
+        job = answer.json if answer.status == 200 else job
+    urls = None
+    while urls is None:
+        answer = api.urls([o["id"] for o in job["objects"]])
+        urls = answer.json["urls"] if answer.status == 200 else None
+    for _ in range(10):
+        for u in urls.values():
+            assert request("GET", u["url"]).status == 200
+
+
+def test_cut_download_after_bytes_for_n_downloads(make_simulator):
+    sim = make_simulator(cut_download_after=64, cut_download_times=2)
+    url = first_url(sim)
+    results = [raw_get(url) for _ in range(3)]
+    assert [complete for *_, complete in results] == [False, False, True]
+    for status, headers, body, complete in results[:2]:
+        assert status == 200 and len(body) == 64
+        assert int(headers["Content-Length"]) == len(results[2][2])
+    assert sim.fault_counts["cut_download"] == 2
+
+
+def test_truncate_parts_drops_the_gzip_trailer(make_simulator):
+    sim = make_simulator(truncate_parts=1)
+    url = first_url(sim)
+    status, headers, truncated, complete = raw_get(url)
+    assert status == 200 and complete and int(headers["Content-Length"]) == len(truncated)
+    full = request("GET", url).body
+    assert truncated == full[:-8]
+    inflate = zlib.decompressobj(31)
+    inflate.decompress(truncated)
+    assert not inflate.eof
+    with pytest.raises(EOFError):
+        gzip.decompress(truncated)
+    gzip.decompress(full)
+    assert sim.fault_counts["truncate_part"] == 1
+
+
+def test_corrupt_parts_fail_the_check(make_simulator):
+    sim = make_simulator(corrupt_parts=2)
+    url = first_url(sim)
+    bad = [request("GET", url).body for _ in range(2)]
+    good = request("GET", url).body
+    for body in bad:
+        assert len(body) == len(good)
+        assert sum(a != b for a, b in zip(body, good)) == 1
+        with pytest.raises((OSError, zlib.error, EOFError)):
+            gzip.decompress(body)
+    gzip.decompress(good)
+    assert sim.fault_counts["corrupt_part"] == 2
+
+
+def test_refuse_tokens_after_seconds(make_simulator):
+    sim = make_simulator(refuse_tokens_after=0.3)
+    api = Api(sim)
+    assert api.tables().status == 200
+    time.sleep(0.4)
+    answer = api.tables()
+    assert answer.status == 401 and answer.error["type"] == "AuthenticationError"
+    assert sim.fault_counts["refuse_token"] == 1
+    assert Api(sim).tables().status == 200, "a fresh token works again"
+
+
+def test_url_ttl_makes_urls_expire_early(make_simulator):
+    sim = make_simulator(url_ttl=0)
+    url = first_url(sim)
+    answer = request("GET", url)
+    assert answer.status == 403 and answer.error["type"] == "ForbiddenError"
+    assert "expired" in answer.error["message"]
+    assert sim.fault_counts["expired_url"] == 1
+
+
+def test_tampered_or_unsigned_urls_are_403(simulator):
+    url = first_url(simulator)
+    base, query = url.split("?")
+    expires, signature = (kv.split("=")[1] for kv in query.split("&"))
+    flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
+    for bad in (f"{base}?expires={expires}&signature={flipped}",
+                f"{base}?expires={int(expires) + 3600}&signature={signature}",
+                base, f"{base}?expires={expires}",
+                base.replace("part-00000", "part-00001") + "?" + query):
+        answer = request("GET", bad)
+        assert answer.status == 403 and answer.error["type"] == "ForbiddenError", bad
+    assert simulator.fault_counts["expired_url"] == 0
+    assert request("GET", url).status == 200
+
+
+def test_fail_table_fails_its_jobs_only(make_simulator):
+    sim = make_simulator(fail_table=("users",))
+    api = Api(sim)
+    failed = api.run("canvas", "users", {"format": "jsonl"})
+    assert failed["status"] == "failed"
+    assert set(failed) == {"id", "status", "expires_at", "error"}
+    assert set(failed["error"]) == {"type", "uuid", "message"}
+    assert api.run("canvas", "accounts", {"format": "jsonl"})["status"] == "complete"
+    assert sim.fault_counts["fail_table"] == 1
+
+
+def test_request_headers_are_recorded(simulator):
+    api = Api(simulator, header="x-instauth")
+    url = api.part_urls(api.run("canvas", "accounts", {"format": "jsonl"}))[0]
+    request("GET", url, headers={"X-Probe": "yes"})
+    recorded = simulator.requests
+    login = [r for r in recorded if r["path"] == "/ids/auth/login"]
+    assert login and login[0]["method"] == "POST" and login[0]["headers"]["authorization"].startswith("Basic ")
+    calls = [r for r in recorded if r["path"].startswith("/dap/")]
+    assert calls and all(r["headers"]["x-instauth"] == api.token for r in calls)
+    assert all(r["status"] == 200 for r in calls)
+    download = recorded[-1]
+    assert download["path"] == url[len(simulator.base_url):]
+    assert download["headers"]["x-probe"] == "yes" and "authorization" not in download["headers"]
+    assert download["status"] == 200
+    assert not any(r["path"].startswith("/__simulator__") for r in recorded)
+
+
+def test_the_request_log_is_bounded(make_simulator):
+    sim = make_simulator(record_limit=5)
+    api = Api(sim)
+    for _ in range(8):
+        api.tables()
+    assert len(sim.requests) == 5
+    sim.clear_requests()
+    assert sim.requests == []
