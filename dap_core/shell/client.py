@@ -84,7 +84,8 @@ class Client:
     :param sleep, rng, clock, monotonic: the waiting, randomness and clocks used (tests
         make sleeping instant).
     :param retry_policy: a ``dap_core.policy.RetryPolicy`` (bounded retries, growing delays).
-    :param pacing: wait rather than exceed the service's per-minute limits (default on).
+    :param pacing: wait rather than exceed the service's per-minute limits (default on);
+        ``pace_window`` is the limits' window in seconds (60).
     :param progress: a :class:`Progress` receiving events while downloading.
     """
 
@@ -94,7 +95,8 @@ class Client:
                  sleep: Callable[[float], None] = time.sleep, rng: Any = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
-                 pacing: bool = True, progress: Optional[Progress] = None) -> None:
+                 pacing: bool = True, pace_window: float = 60.0,
+                 progress: Optional[Progress] = None) -> None:
         if credentials is None:
             raise errors.MissingCredentials("no credentials")
         self.base_url = check_base_url(base_url, allow_insecure_http)
@@ -102,7 +104,8 @@ class Client:
         self._transport = Transport(ca_bundle=_check_ca_bundle(ca_bundle), timeout=timeout,
                                     retry_policy=retry_policy, sleep=sleep, rng=rng,
                                     monotonic=monotonic, clock=clock)
-        self._session = Session(self._transport, self.base_url, credentials, pacing=pacing)
+        self._session = Session(self._transport, self.base_url, credentials, pacing=pacing,
+                                pace_window=pace_window)
         self.progress = progress or Progress()
 
     def __repr__(self) -> str:
@@ -141,8 +144,8 @@ class Client:
 
     # -- results ---------------------------------------------------------------------------------
     def download(self, job, query, directory: str) -> DownloadResult:
-        """Write the job's result into ``directory`` as one file in ``query.format``, with its
-        ``.meta.json`` sidecar; both appear whole or not at all."""
+        """Write the job's result into ``directory`` (created if missing) as one file in
+        ``query.format``, with its ``.meta.json`` sidecar; both appear whole or not at all."""
         _check_job(job, query)
         name = layout.output_name(query.namespace, query.table, job, query.format)
         path = os.path.join(directory, name)
@@ -151,6 +154,7 @@ class Client:
         if query.format == "parquet":
             require_parquet()
         try:
+            os.makedirs(directory, exist_ok=True)
             target = AtomicFile(path)
         except OSError as exc:
             raise errors.OutputError("cannot create a file in %s: %s" % (

@@ -90,7 +90,9 @@ class Gunzip:
 
 class ObjectUrls:
     """Pre-signed URLs for a job's objects: asked in batches as the download reaches them
-    (a URL lives about 15 minutes), one fresh URL on demand when one has expired.
+    (a URL lives about 15 minutes).  When one is refused as expired, the others asked for
+    with it (or before) are as old: all of them are dropped and the next batch is asked
+    for, starting with the refused one.
 
     ``fetch(ids) -> {id: url}`` is the API call (``Session.object_urls``); ``check(url)``
     refuses URLs the shell must not fetch (plain http off loopback)."""
@@ -101,37 +103,46 @@ class ObjectUrls:
         self._ids: List[str] = list(object_ids)
         self._batch = max(1, batch)
         self._urls: Dict[str, str] = {}
+        self._generation: Dict[str, int] = {}
+        self._asked = 0
         self._check = check or (lambda url: url)
 
     def __repr__(self) -> str:  # never show URLs: their query strings are signatures
         return "ObjectUrls(%d objects, %d known)" % (len(self._ids), len(self._urls))
 
-    def _ask(self, ids: Sequence[str]) -> None:
+    def _ask_from(self, object_id: str) -> None:
+        try:
+            start = self._ids.index(object_id)
+        except ValueError:
+            start, self._ids = len(self._ids), self._ids + [object_id]
+        ids = [i for i in self._ids[start:start + self._batch] if i not in self._urls]
         answer = self._fetch(ids)
-        for object_id in ids:
-            url = answer.get(object_id)
+        self._asked += 1
+        for ident in ids:
+            url = answer.get(ident)
             if not isinstance(url, str) or not url:
-                raise errors.UnexpectedAnswer("DAP gave no download URL for object %r" % object_id)
-            self._urls[object_id] = self._check(url)
+                raise errors.UnexpectedAnswer("DAP gave no download URL for object %r" % ident)
+            self._urls[ident] = self._check(url)
+            self._generation[ident] = self._asked
 
     def get(self, object_id: str) -> str:
         if object_id not in self._urls:
-            try:
-                start = self._ids.index(object_id)
-            except ValueError:
-                start, self._ids = len(self._ids), self._ids + [object_id]
-            ids = [i for i in self._ids[start:start + self._batch] if i not in self._urls]
-            self._ask(ids)
+            self._ask_from(object_id)
         return self._urls[object_id]
 
     def refresh(self, object_id: str) -> str:
-        self._urls.pop(object_id, None)
-        self._ask([object_id])
+        """A fresh URL for ``object_id`` (and its batch), the old ones being refused."""
+        stale = self._generation.get(object_id, self._asked)
+        for ident in [i for i, g in self._generation.items() if g <= stale]:
+            self._urls.pop(ident, None)
+            self._generation.pop(ident, None)
+        self._ask_from(object_id)
         return self._urls[object_id]
 
     def forget(self, object_id: str) -> None:
         """Drop a URL that is no longer needed."""
         self._urls.pop(object_id, None)
+        self._generation.pop(object_id, None)
 
 
 class PartStats:

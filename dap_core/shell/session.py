@@ -49,7 +49,7 @@ class Session:
 
     def __init__(self, transport, base_url: str, credentials: creds.Credentials, *,
                  token_margin: float = TOKEN_MARGIN, job_margin: float = 600.0,
-                 pacing: bool = True) -> None:
+                 pacing: bool = True, pace_window: float = 60.0) -> None:
         self.transport = transport
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
@@ -58,6 +58,8 @@ class Session:
         self.token_margin = token_margin
         self.job_margin = job_margin
         self.pacing = pacing
+        self.pace_window = pace_window
+        self._margin = token_margin
         self._recent: Dict[str, Deque[float]] = collections.defaultdict(
             lambda: collections.deque(maxlen=16))
         self.logins = 0
@@ -90,7 +92,11 @@ class Session:
             if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
                 raise errors.UnexpectedAnswer("DAP's token says nothing of when it expires")
             exp = self.transport.clock() + float(expires_in)
+        now = self.transport.clock()
         self._token, self._exp = token, float(exp)
+        # Renew `token_margin` before exp, but never sooner than a quarter of the token's
+        # life before it: a short-lived token must not make every call log in again.
+        self._margin = min(self.token_margin, max(0.0, (self._exp - now) / 4.0))
         self.logins += 1
         log.info("logged in as %s; the token expires in %d s",
                  creds.describe(self._credentials), int(self._exp - self.transport.clock()))
@@ -101,7 +107,7 @@ class Session:
 
     def _bearer(self) -> Dict[str, str]:
         if self._token is None or creds.is_expiring(self.transport.clock(), self._exp,
-                                                     self.token_margin):
+                                                     self._margin):
             if self._token is not None:
                 log.info("the token is about to expire; getting a new one")
             self.login()
@@ -109,17 +115,27 @@ class Session:
 
     # -- calls ------------------------------------------------------------------------------
     def _pace(self, call: str) -> None:
+        """Wait, if need be, so that this call stays within the service's per-minute limit."""
         limit = PER_MINUTE.get(call)
         if not self.pacing or limit is None:
             return
-        now = self.transport.monotonic()
         recent = self._recent[call]
-        delay = policy.pace_delay(now, tuple(recent), limit)
+        delay = policy.pace_delay(self.transport.monotonic(), tuple(recent), limit,
+                                  self.pace_window)
         if delay > 0:
-            log.warning("waiting %.0f s: DAP allows %d %s calls a minute", delay, limit,
-                        call.replace("_", " "))
+            log.warning("waiting %.1f s: DAP allows %d %s calls in %g s", delay, limit,
+                        call.replace("_", " "), self.pace_window)
             self.transport.sleep(delay)
-        recent.append(now + delay)
+
+    def _paced(self, call: str, send: Callable[[], Any]) -> Any:
+        """``send()`` after pacing; the call counts from when its answer came (the service
+        counted it on arrival, which is no later), so pacing errs on the safe side."""
+        self._pace(call)
+        try:
+            return send()
+        finally:
+            if self.pacing and call in PER_MINUTE:
+                self._recent[call].append(self.transport.monotonic())
 
     def _api(self, method: str, path: str, *, payload: Any = None, what: str = "",
              namespace: Optional[str] = None, table: Optional[str] = None) -> Any:
@@ -142,9 +158,9 @@ class Session:
     def list_tables(self, namespace: str) -> List[str]:
         """The table names of ``namespace``, as the service lists them."""
         check_name("namespace", namespace)
-        self._pace("list_tables")
-        data = self._api("GET", "/dap/query/%s/table" % _path(namespace),
-                         what="list tables of %s" % namespace, namespace=namespace)
+        data = self._paced("list_tables", lambda: self._api(
+            "GET", "/dap/query/%s/table" % _path(namespace),
+            what="list tables of %s" % namespace, namespace=namespace))
         tables = data.get("tables") if isinstance(data, dict) else None
         if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
             raise errors.UnexpectedAnswer("DAP's table list is not a list of names")
@@ -163,12 +179,11 @@ class Session:
 
     def start_job(self, query) -> jobs.Job:
         """Start a query job (the service may hand back an existing one for the same query)."""
-        self._pace("start_job")
-        data = self._api("POST", "/dap/query/%s/table/%s/data" % (_path(query.namespace),
-                                                                   _path(query.table)),
-                         payload=query.body(),
-                         what="start %s of %s.%s" % (query.kind, query.namespace, query.table),
-                         namespace=query.namespace, table=query.table)
+        data = self._paced("start_job", lambda: self._api(
+            "POST", "/dap/query/%s/table/%s/data" % (_path(query.namespace), _path(query.table)),
+            payload=query.body(),
+            what="start %s of %s.%s" % (query.kind, query.namespace, query.table),
+            namespace=query.namespace, table=query.table))
         return jobs.parse_job(data, query.kind)
 
     def job_status(self, job_id: str, kind: str) -> jobs.Job:

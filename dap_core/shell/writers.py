@@ -107,7 +107,8 @@ class StreamWriter:
     def finish(self) -> None:
         self.sink.mark()
         out = self.merger.finish()
-        if self.written == 0 and self.format in ("csv", "tsv") and self._empty_header:
+        if (self.format in ("csv", "tsv") and not self.merger.header_seen
+                and self._empty_header is not None):
             # no part had a header (no parts at all): the schema gives the columns
             out = self._empty_header().encode("utf-8") + (out or b"")
         if out:
@@ -195,31 +196,18 @@ class ParquetWriter:
         self.rows += len(rows)
 
 
-def _plain(value: Any) -> Any:
-    return None if value is records.MISSING else value
-
-
-def _json_text(value: Any) -> Any:
-    value = _plain(value)
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def frame_from_rows(pd, columns, rows: Sequence[list]):
-    """A pandas DataFrame with one typed column per schema column (nullable everywhere)."""
+    """A pandas DataFrame with one typed column per schema column (``records.parquet_type``;
+    integers and booleans nullable, timestamps UTC, json columns as JSON text)."""
+    plain = [records.row_to_jsonable(row, columns) for row in rows]
     data = {}
     for i, column in enumerate(columns):
-        kind = column.type
-        if kind == "json":
-            values = [_json_text(row[i]) for row in rows]
-        else:
-            values = [_plain(row[i]) for row in rows]
+        values = [row[i] for row in plain]
         dtype = records.parquet_type(column)
-        if kind == "timestamp":
+        if column.type == "timestamp":
             series = pd.to_datetime(pd.Series(values, dtype="object"), utc=True,
                                     format="ISO8601")
-        elif kind in ("string", "json"):
+        elif dtype == "object":
             series = pd.Series(values, dtype="object")
         else:
             series = pd.Series(values, dtype=dtype)

@@ -1,0 +1,69 @@
+"""Helpers for the shell's tests: a client of the bundled simulator whose waits are short.
+
+Waiting is policy-driven (retries, polls, pacing); `Sleeper` records every delay the shell
+asked for and sleeps at most a few milliseconds, so tests are quick and can still check
+that a delay (Retry-After, pacing) was honoured.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+
+from dap_core import Client, resolve_credentials
+
+
+class Sleeper:
+    """An injectable `sleep`: records the delays asked for, sleeps at most `cap` seconds."""
+
+    def __init__(self, cap: float = 0.01) -> None:
+        self.delays = []
+        self.cap = cap
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        time.sleep(min(seconds, self.cap))
+
+
+def connect(sim, *, api_key: bool = False, sleeper=None, **options) -> Client:
+    """A `Client` of `sim` with quick sleeps and seeded jitter."""
+    if api_key:
+        credentials = resolve_credentials(api_key=sim.api_key)
+    else:
+        credentials = resolve_credentials(client_id=sim.client_id,
+                                          client_secret=sim.client_secret)
+    options.setdefault("sleep", sleeper or Sleeper())
+    options.setdefault("rng", random.Random(7))
+    return Client(sim.base_url, credentials, **options)
+
+
+def key_of(record) -> str:
+    return json.dumps(record["key"], sort_keys=True, separators=(",", ":"))
+
+
+def apply_changes(state: dict, records) -> dict:
+    """Upserts and deletes of JSONL records applied to {key text: record}."""
+    for record in records:
+        if record["meta"]["action"] == "D":
+            state.pop(key_of(record), None)
+        else:
+            state[key_of(record)] = record
+    return state
+
+
+def read_jsonl(path) -> list:
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture
+def sleeper():
+    return Sleeper()
+
+
+@pytest.fixture
+def sim(make_simulator):
+    """The test simulator with small parts, so that every result has several."""
+    return make_simulator(rows_per_part=17)

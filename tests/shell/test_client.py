@@ -1,0 +1,298 @@
+"""The library's Client against the bundled simulator over loopback: tables, schemas,
+snapshots and incrementals into every format, records as dicts, chaining."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import pytest
+
+from dap_core import IncrementalQuery, SnapshotQuery, records
+from dap_core.errors import AuthenticationFailed, InvalidInput, JobFailed, NotFound
+from dap_core.timestamps import format_timestamp, parse_timestamp
+
+from .conftest import apply_changes, connect, key_of, read_jsonl
+
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
+
+
+def test_list_tables_and_get_schema(sim):
+    with connect(sim) as dap:
+        assert "accounts" in dap.list_tables("canvas")
+        assert dap.list_tables("canvas_logs") == ["web_logs"]
+        schema = dap.get_schema("canvas", "accounts")
+        assert isinstance(schema["version"], int) and "properties" in schema["schema"]
+
+
+def test_api_key_credentials_work_like_client_id_and_secret(sim):
+    with connect(sim, api_key=True) as dap:
+        assert "users" in dap.list_tables()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_snapshot_download_writes_one_file_and_its_sidecar(sim, tmp_path, fmt):
+    query = SnapshotQuery("canvas", "users", format=fmt)
+    with connect(sim) as dap:
+        job = dap.run(query)
+        assert len(job.objects) > 1  # several parts are merged into one output
+        result = dap.download(job, query, str(tmp_path))
+    at = format_timestamp(job.at).replace("-", "").replace(":", "")
+    assert os.path.basename(result.path) == "canvas.users.snapshot.%s.%s" % (at, fmt)
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(result.path),
+                                                   os.path.basename(result.meta_path)])
+    meta = json.loads(open(result.meta_path).read())
+    assert meta == result.metadata
+    assert meta["job_id"] == job.id and meta["kind"] == "snapshot" and meta["format"] == fmt
+    assert meta["at"] == meta["next_since"] == format_timestamp(job.at)
+    assert meta["rows"] == result.rows == len(sim.current_state("canvas", "users"))
+    assert meta["schema_version"] == job.schema_version
+
+
+def test_jsonl_snapshot_is_the_simulators_current_state(sim, tmp_path):
+    query = SnapshotQuery("canvas", "enrollments")
+    with connect(sim) as dap:
+        result = dap.download(dap.run(query), query, str(tmp_path))
+    got = apply_changes({}, read_jsonl(result.path))
+    assert got == sim.current_state("canvas", "enrollments")
+
+
+def test_json_output_is_one_valid_array_of_the_same_records(sim, tmp_path):
+    with connect(sim) as dap:
+        paths = {}
+        for fmt in ("jsonl", "json"):
+            query = SnapshotQuery("canvas", "users", format=fmt)
+            paths[fmt] = dap.download(dap.run(query), query, str(tmp_path)).path
+    assert json.load(open(paths["json"])) == read_jsonl(paths["jsonl"])
+
+
+def _csv_cells(text: str):
+    """RFC 4180 rows of (value, quoted) cells, so that NULL and "NULL" stay apart."""
+    rows, row, cell, quoted, i, n = [], [], [], False, 0, len(text)
+    in_quotes = False
+    while i < n:
+        c = text[i]
+        if in_quotes:
+            if c == '"' and i + 1 < n and text[i + 1] == '"':
+                cell.append('"')
+                i += 1
+            elif c == '"':
+                in_quotes = False
+            else:
+                cell.append(c)
+        elif c == '"':
+            in_quotes = quoted = True
+        elif c == ",":
+            row.append(("".join(cell), quoted))
+            cell, quoted = [], False
+        elif c == "\n":
+            row.append(("".join(cell), quoted))
+            rows.append(row)
+            row, cell, quoted = [], [], False
+        else:
+            cell.append(c)
+        i += 1
+    return rows
+
+
+def _typed(text, column):
+    if column.type == "integer":
+        return int(text)
+    if column.type == "number":
+        return float(text)
+    if column.type == "boolean":
+        return {"true": True, "false": False}[text]
+    if column.type == "timestamp":
+        return parse_timestamp(text)
+    if column.type == "json":
+        return json.loads(text)
+    return text
+
+
+def _expected(value, column):
+    if value is records.MISSING or value is None:
+        return value
+    if column.type == "timestamp":
+        return parse_timestamp(value)
+    if column.type == "number":
+        return float(value)
+    return value
+
+
+def test_csv_and_tsv_parse_back_to_the_values_of_the_jsonl(sim, tmp_path):
+    with connect(sim) as dap:
+        schema = dap.get_schema("canvas", "submissions")["schema"]
+        paths = {}
+        for fmt in ("jsonl", "csv", "tsv"):
+            query = SnapshotQuery("canvas", "submissions", format=fmt)
+            paths[fmt] = dap.download(dap.run(query), query, str(tmp_path)).path
+    columns = records.columns_from_schema(schema, "expanded")
+    want = sorted((records.record_to_row(r, columns) for r in read_jsonl(paths["jsonl"])),
+                  key=lambda row: json.dumps(row[2:2 + 1], default=str))
+    want = [[_expected(v, c) for v, c in zip(row, columns)] for row in want]
+
+    csv_rows = _csv_cells(open(paths["csv"], encoding="utf-8", newline="").read())
+    assert [cell for cell, _ in csv_rows[0]] == [c.name for c in columns]
+    got_csv = []
+    for row in csv_rows[1:]:
+        values = []
+        for (text, quoted), column in zip(row, columns):
+            if not quoted and text == "NULL":
+                values.append(None)
+            elif not quoted and text == "":
+                values.append(records.MISSING)
+            else:
+                values.append(_typed(text, column))
+        got_csv.append(values)
+
+    tsv_lines = open(paths["tsv"], encoding="utf-8", newline="").read().split("\n")
+    assert tsv_lines[-1] == ""
+    assert records.decode_tsv_line(tsv_lines[0]) == [c.name for c in columns]
+    got_tsv = []
+    for line in tsv_lines[1:-1]:
+        values = []
+        for text, column in zip(records.decode_tsv_line(line), columns):
+            values.append(None if text is None else _typed(text, column))
+        got_tsv.append(values)
+
+    def canon(rows):
+        return sorted(json.dumps([None if v is records.MISSING else v for v in row],
+                                 default=str, sort_keys=True) for row in rows)
+
+    assert len(got_csv) == len(want) == len(got_tsv)
+    assert canon(got_csv) == canon(want)
+    assert canon(got_tsv) == canon(want)
+
+
+def test_parquet_reads_back_with_typed_columns_and_every_row(sim, tmp_path):
+    fastparquet = pytest.importorskip("fastparquet")
+    query = SnapshotQuery("canvas", "submissions", format="parquet")
+    with connect(sim) as dap:
+        schema = dap.get_schema("canvas", "submissions")["schema"]
+        result = dap.download(dap.run(query), query, str(tmp_path))
+    frame = fastparquet.ParquetFile(result.path).to_pandas()
+    columns = records.columns_from_schema(schema, "expanded")
+    assert list(frame.columns) == [c.name for c in columns]
+    assert len(frame) == result.rows == len(sim.current_state("canvas", "submissions"))
+    kinds = {"integer": "Int64", "number": "float64", "boolean": "boolean"}
+    for column in columns:
+        dtype = str(frame[column.name].dtype)
+        if column.type in kinds:
+            assert dtype == kinds[column.type], column
+        elif column.type == "timestamp":
+            assert dtype.startswith("datetime64") and "UTC" in dtype, column
+        else:
+            assert dtype in ("object", "string", "str"), column
+    assert frame["key.id"].notna().all()
+
+
+def test_parquet_of_an_empty_result_still_has_its_typed_columns(sim, tmp_path):
+    fastparquet = pytest.importorskip("fastparquet")
+    since = sim.frontier
+    query = IncrementalQuery("canvas", "accounts", since=since, format="parquet")
+    with connect(sim) as dap:
+        job = dap.run(query)
+        result = dap.download(job, query, str(tmp_path))
+    assert result.rows == 0
+    frame = fastparquet.ParquetFile(result.path).to_pandas()
+    assert len(frame) == 0 and "key.id" in frame.columns
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_an_empty_csv_or_tsv_result_still_has_its_header(sim, tmp_path, fmt):
+    query = IncrementalQuery("canvas", "accounts", since=sim.frontier, format=fmt)
+    with connect(sim) as dap:
+        result = dap.download(dap.run(query), query, str(tmp_path))
+        schema = dap.get_schema("canvas", "accounts")["schema"]
+    header = (records.csv_header if fmt == "csv" else records.tsv_header)(
+        records.columns_from_schema(schema, "expanded"))
+    assert open(result.path, encoding="utf-8").read() == header and result.rows == 0
+
+
+def test_iter_records_gives_dicts_of_the_current_state(sim):
+    with connect(sim) as dap:
+        job = dap.run(SnapshotQuery("canvas", "courses"))
+        got = apply_changes({}, dap.iter_records(job))
+    assert got == sim.current_state("canvas", "courses")
+
+
+def test_write_records_streams_to_a_binary_stream(sim, tmp_path):
+    query = SnapshotQuery("canvas", "users", format="tsv")
+    with connect(sim) as dap:
+        job = dap.run(query)
+        stream = io.BytesIO()
+        streamed = dap.write_records(job, query, stream)
+        on_disk = dap.download(job, query, str(tmp_path))
+    assert stream.getvalue() == open(on_disk.path, "rb").read()
+    assert streamed.rows == on_disk.rows and streamed.path is None
+
+
+def test_snapshot_then_two_incrementals_reconstruct_the_current_state(sim, tmp_path):
+    table = "enrollments"
+    with connect(sim) as dap:
+        query = SnapshotQuery("canvas", table)
+        job = dap.run(query)
+        state = apply_changes({}, read_jsonl(dap.download(job, query, str(tmp_path)).path))
+        since = job.at
+        for _ in range(2):
+            sim.advance(2)
+            query = IncrementalQuery("canvas", table, since=since)
+            job = dap.run(query)
+            assert job.since == since
+            apply_changes(state, read_jsonl(dap.download(job, query, str(tmp_path)).path))
+            since = job.until
+    assert state == sim.current_state("canvas", table)
+    assert len(os.listdir(tmp_path)) == 6
+
+
+def test_wrong_credentials_are_refused_with_the_services_uuid(make_simulator):
+    sim = make_simulator(client_secret="the-right-one")
+    from dap_core import Client, resolve_credentials
+    with Client(sim.base_url, resolve_credentials(client_id=sim.client_id,
+                                                  client_secret="wrong")) as dap:
+        with pytest.raises(AuthenticationFailed) as caught:
+            dap.list_tables()
+    assert caught.value.exit_status == 4 and caught.value.uuid
+    assert caught.value.uuid in str(caught.value)
+
+
+@pytest.mark.parametrize("namespace,table", [("canvas", "no_such_table"), ("nowhere", "users")])
+def test_unknown_table_or_namespace_is_not_found_with_uuid(sim, namespace, table):
+    with connect(sim) as dap:
+        with pytest.raises(NotFound) as caught:
+            dap.run(SnapshotQuery(namespace, table))
+    assert caught.value.exit_status == 6 and caught.value.uuid in str(caught.value)
+    assert table in str(caught.value) or namespace in str(caught.value)
+
+
+def test_a_failed_job_raises_with_the_services_message_and_writes_nothing(make_simulator,
+                                                                        tmp_path):
+    sim = make_simulator(fail_table=("users",))
+    with connect(sim) as dap:
+        with pytest.raises(JobFailed) as caught:
+            job = dap.run(SnapshotQuery("canvas", "users"))
+            dap.download(job, SnapshotQuery("canvas", "users"), str(tmp_path))
+    assert caught.value.exit_status == 10 and caught.value.uuid
+    assert caught.value.uuid in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_refuses_a_job_of_another_kind(sim, tmp_path):
+    with connect(sim) as dap:
+        job = dap.run(SnapshotQuery("canvas", "accounts"))
+        with pytest.raises(InvalidInput):
+            dap.download(job, IncrementalQuery("canvas", "accounts", since=job.at), str(tmp_path))
+
+
+def test_object_downloads_carry_no_credentials(sim, tmp_path):
+    query = SnapshotQuery("canvas", "users")
+    with connect(sim) as dap:
+        dap.download(dap.run(query), query, str(tmp_path))
+    downloads = [r for r in sim.requests if r["path"].startswith("/objects/")]
+    api = [r for r in sim.requests if r["path"].startswith("/dap/")]
+    assert downloads and api
+    for request in downloads:
+        names = {name.lower() for name in request["headers"]}
+        assert "authorization" not in names and "x-instauth" not in names
+    assert all("authorization" in {n.lower() for n in r["headers"]} for r in api)
