@@ -1,7 +1,6 @@
 """`python -m fixtures.simulator`: URL first on stdout, clean exit on SIGTERM/SIGINT, full --help."""
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
 import socket
