@@ -194,3 +194,25 @@ def test_the_request_log_is_bounded(make_simulator):
     assert len(sim.requests) == 5
     sim.clear_requests()
     assert sim.requests == []
+
+
+def test_forbid_namespace_answers_403_on_its_api_calls(make_simulator):
+    sim = make_simulator(forbid_namespace=("canvas_logs",))
+    api = Api(sim)
+    for answer in (api.tables("canvas_logs"), api.schema("canvas_logs", "web_logs"),
+                   api.start("canvas_logs", "web_logs", {"format": "jsonl"})):
+        assert answer.status == 403 and answer.error["type"] == "ForbiddenError"
+    assert api.tables("canvas").status == 200
+
+
+def test_reload_table_needs_a_new_snapshot(make_simulator):
+    sim = make_simulator(reload_table=("accounts",))
+    api = Api(sim)
+    reloaded_at = sim.frontier
+    answer = api.start("canvas", "accounts", {"format": "jsonl", "since": "2026-01-01T00:00:00Z"})
+    assert answer.status == 400 and answer.error["type"] == "SnapshotRequiredError"
+    assert answer.error["since"] == reloaded_at and answer.error["until"] == sim.frontier
+    assert api.start("canvas", "users", {"format": "jsonl", "since": "2026-01-01T00:00:00Z"}).status == 200
+    snapshot = api.run("canvas", "accounts", {"format": "jsonl"})
+    sim.advance(1)
+    assert api.run("canvas", "accounts", {"format": "jsonl", "since": snapshot["at"]})["status"] == "complete"
