@@ -1,0 +1,84 @@
+"""Output file names and the metadata that goes beside each output.
+
+    canvas.accounts.snapshot.20240713T093000Z.csv
+    canvas.accounts.incremental.20240713T093000Z_20240714T000000Z.jsonl
+    canvas.accounts.snapshot.20240713T093000Z.csv.meta.json
+
+Names sort by table and then by time, and say what they hold without opening them.
+"""
+from __future__ import annotations
+
+import posixpath
+from typing import Any, Dict, Optional
+from urllib.parse import unquote, urlsplit
+
+from .chain import next_since
+from .errors import UnexpectedAnswer
+from .jobs import CompleteIncremental, CompleteSnapshot
+from .queries import check_name, parse_format
+from .timestamps import format_timestamp, format_timestamp_basic
+
+__all__ = ["output_name", "meta_name", "job_metadata", "safe_filename", "filename_from_url",
+           "schema_name"]
+
+_MAX_NAME = 255  # bytes in a file name on the common file systems
+
+
+def _window(job: Any) -> str:
+    if isinstance(job, CompleteSnapshot):
+        return "snapshot.%s" % format_timestamp_basic(job.at)
+    if isinstance(job, CompleteIncremental):
+        return "incremental.%s_%s" % (format_timestamp_basic(job.since),
+                                      format_timestamp_basic(job.until))
+    raise ValueError("only a complete job has an output, not %r" % (job,))
+
+
+def output_name(namespace: str, table: str, job: Any, format: str) -> str:
+    """The file name of a result: namespace, table, kind, UTC time(s) in basic format, format."""
+    return "%s.%s.%s.%s" % (check_name("namespace", namespace), check_name("table", table),
+                            _window(job), parse_format(format))
+
+
+def meta_name(output_name: str) -> str:
+    """The metadata sidecar of an output file."""
+    return output_name + ".meta.json"
+
+
+def schema_name(namespace: str, table: str) -> str:
+    """Where `dap schema` writes a table's schema."""
+    return "%s.%s.schema.json" % (check_name("namespace", namespace), check_name("table", table))
+
+
+def job_metadata(namespace: str, table: str, job: Any, format: str, rows: Optional[int],
+                 file: Optional[str]) -> Dict[str, Any]:
+    """What a run tells about its result (stdout line and sidecar): enough to chain the next."""
+    data: Dict[str, Any] = {"job_id": job.id, "namespace": namespace, "table": table,
+                            "kind": job.kind}
+    if isinstance(job, CompleteSnapshot):
+        data["at"] = format_timestamp(job.at)
+    else:
+        data["since"] = format_timestamp(job.since)
+        data["until"] = format_timestamp(job.until)
+    data.update(next_since=format_timestamp(next_since(job)), schema_version=job.schema_version,
+                format=parse_format(format), rows=rows, file=file)
+    return data
+
+
+def safe_filename(name: str) -> str:
+    """A server-given name, refused unless it is a plain base name (no directory, no `..`,
+    no control characters, not hidden): it must never choose a path outside the output."""
+    if not isinstance(name, str):
+        raise UnexpectedAnswer("a file name from DAP is not text")
+    bad = (not name or name in (".", "..") or ".." in name or "/" in name or "\\" in name
+           or name.startswith(".") or len(name.encode("utf-8", "replace")) > _MAX_NAME
+           or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or ":" in name)
+    if bad:
+        raise UnexpectedAnswer("DAP offered an unsafe file name %r" % name[:80])
+    return name
+
+
+def filename_from_url(url: str) -> str:
+    """The last path segment of a (pre-signed) URL, decoded and checked by `safe_filename`;
+    the query string, where the signature lives, is never part of it."""
+    path = urlsplit(url).path
+    return safe_filename(unquote(posixpath.basename(path)))

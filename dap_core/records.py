@@ -1,0 +1,529 @@
+"""Records: the column layout a table's schema implies, rows, CSV/TSV text, and merging parts.
+
+Encoding rules are the contract's ("Records" in dap-api.md):
+- CSV (RFC 4180, `\\n` line ends): a null is the bare word NULL; a string is quoted when it
+  would read as NULL (in any letter case), is empty, or holds a quote, comma, control
+  character, or a leading or trailing blank; a missing value (the value columns of a
+  delete record) is an empty field.
+- TSV (PostgreSQL COPY text): `\\N` for null and for missing; backslash, tab, newline and
+  carriage return escaped with a backslash.
+- Both: booleans `true`/`false`, integers as digits, floats as JSON writes them, arrays and
+  objects as compact JSON text (UTF-8, not escaped to ASCII).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import UnexpectedAnswer
+from .timestamps import format_timestamp
+
+__all__ = [
+    "Column", "COLUMN_TYPES", "MISSING", "columns_from_schema", "record_to_row",
+    "flatten_record", "row_to_jsonable", "parquet_type", "encode_csv_row", "encode_tsv_row",
+    "csv_header", "tsv_header", "decode_tsv_line", "to_json_text", "PartMerger",
+    "MERGE_FORMATS",
+]
+
+COLUMN_TYPES = ("integer", "number", "boolean", "string", "timestamp", "json")
+
+
+class _Missing:
+    """The value of a column a record does not have at all (value.* of a delete record)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column: `name` is dotted (`value.attachment.id`), `path` the keys to it."""
+
+    name: str
+    path: Tuple[str, ...]
+    type: str
+    nullable: bool = True
+
+
+# -- the layout from a JSON Schema --------------------------------------------------------------
+
+def _pointer(root: Mapping[str, Any], ref: str) -> Any:
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        raise UnexpectedAnswer("the table schema refers outside itself (%r)" % (ref,))
+    node: Any = root
+    for token in [t for t in ref[1:].split("/") if t]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or token not in node:
+            raise UnexpectedAnswer("the table schema refers to %r, which it lacks" % ref)
+        node = node[token]
+    return node
+
+
+def _is_null(node: Any) -> bool:
+    return isinstance(node, dict) and (node.get("type") == "null" or node.get("enum") == [None])
+
+
+def _normalise(node: Any, root: Mapping[str, Any], seen: FrozenSet[str] = frozenset()
+               ) -> Tuple[Dict[str, Any], bool, FrozenSet[str]]:
+    """`node` with `$ref`s resolved and null alternatives folded into a nullable flag, and the
+    refs followed so far (a ref met again below itself is recursive: no fixed shape).
+    Alternatives that stay several (a string or an integer) make a json column."""
+    if not isinstance(node, dict):
+        return {}, True, seen
+    nullable = False
+    while "$ref" in node:
+        ref = node["$ref"]
+        if ref in seen:
+            return {}, True, seen
+        seen = seen | {ref}
+        target = _pointer(root, ref)
+        node = dict(target if isinstance(target, dict) else {},
+                    **{k: v for k, v in node.items() if k != "$ref"})
+    for combiner in ("oneOf", "anyOf"):
+        branches = node.get(combiner)
+        if isinstance(branches, list):
+            resolved = [_normalise(b, root, seen) for b in branches]
+            nullable = nullable or any(n or _is_null(b) for b, n, _ in resolved)
+            solid = [(b, s) for b, _, s in resolved if not _is_null(b)]
+            rest = {k: v for k, v in node.items() if k != combiner}
+            if len(solid) == 1:
+                node, seen = dict(rest, **solid[0][0]), solid[0][1]
+            else:
+                node = dict(rest, type="__mixed__")
+    if isinstance(node.get("allOf"), list):
+        merged: Dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
+        for branch in node["allOf"]:
+            part, part_nullable, part_seen = _normalise(branch, root, seen)
+            nullable, seen = nullable or part_nullable, seen | part_seen
+            properties = dict(merged.get("properties", {}), **part.get("properties", {}))
+            required = list(merged.get("required", [])) + list(part.get("required", []))
+            merged = dict(merged, **part)
+            if properties:
+                merged["properties"], merged["required"] = properties, required
+        node = merged
+    kind = node.get("type")
+    if isinstance(kind, list):
+        nullable = nullable or "null" in kind
+        solid_types = [t for t in kind if t != "null"]
+        if set(solid_types) == {"integer", "number"}:
+            solid_types = ["number"]
+        node = dict(node, type=solid_types[0] if len(solid_types) == 1 else "__mixed__")
+    if isinstance(node.get("enum"), list) and None in node["enum"]:
+        nullable = True
+    return node, nullable, seen
+
+
+def _column_type(node: Dict[str, Any]) -> str:
+    kind = node.get("type")
+    if kind is None and isinstance(node.get("properties"), dict):
+        kind = "object"
+    if kind is None and isinstance(node.get("enum"), list):
+        values = [v for v in node["enum"] if v is not None]
+        kind = "string" if values and all(isinstance(v, str) for v in values) else None
+    if kind in ("integer", "number", "boolean"):
+        return kind
+    if kind == "string":
+        return "timestamp" if node.get("format") == "date-time" else "string"
+    if kind == "object" and isinstance(node.get("properties"), dict) and node["properties"]:
+        return "object"
+    return "json"  # arrays, free-form objects, mixed or unknown types
+
+
+def _walk(node: Any, path: Tuple[str, ...], optional: bool, expand: bool,
+          root: Mapping[str, Any], seen: FrozenSet[str], out: List[Column]) -> None:
+    node, nullable, seen = _normalise(node, root, seen)
+    nullable = nullable or optional
+    kind = _column_type(node)
+    if kind == "object" and (expand or len(path) == 1):
+        required = set(node.get("required") or ())
+        for name, sub in node["properties"].items():
+            _walk(sub, path + (str(name),), nullable or name not in required, expand, root,
+                  seen, out)
+    else:
+        out.append(Column(".".join(path), path, "json" if kind == "object" else kind, nullable))
+
+
+def columns_from_schema(schema: Mapping[str, Any], mode: Optional[str] = "expanded"
+                        ) -> Tuple[Column, ...]:
+    """The columns of a table: `meta.ts`, `meta.action` (and any other meta fields), then
+    `key.*`, then `value.*` in schema order. `expanded` spreads nested objects of fixed shape
+    into dotted columns; `condensed` keeps each as one JSON column; arrays and free-form
+    objects are always one JSON column. Accepts the schema or the `{"schema": ...}` answer."""
+    if isinstance(schema, dict) and "schema" in schema and "properties" not in schema:
+        schema = schema["schema"]
+    if not isinstance(schema, dict):
+        raise UnexpectedAnswer("the table schema is not a JSON object")
+    if mode not in (None, "expanded", "condensed"):
+        raise ValueError("mode must be 'expanded' or 'condensed', not %r" % (mode,))
+    root, _, seen = _normalise(schema, schema)
+    properties = root.get("properties")
+    if not isinstance(properties, dict):
+        raise UnexpectedAnswer("the table schema has no properties (key, value, meta)")
+    expand = mode != "condensed"
+    columns: Dict[str, List[Column]] = {}
+    for part in ("meta", "key", "value"):
+        found: List[Column] = []
+        if part in properties:
+            # value columns can always be null: a delete record has no value
+            _walk(properties[part], (part,), part == "value", expand, schema, seen, found)
+        columns[part] = found
+    # meta.ts and meta.action come first and exist even when the schema leaves meta out
+    meta = {c.name: c for c in columns["meta"]}
+    first = [meta.get("meta.ts", Column("meta.ts", ("meta", "ts"), "timestamp", False)),
+             meta.get("meta.action", Column("meta.action", ("meta", "action"), "string", False))]
+    others = [c for c in columns["meta"] if c.name not in ("meta.ts", "meta.action", "meta")]
+    return tuple(first + others + columns["key"] + columns["value"])
+
+
+# -- records to rows ------------------------------------------------------------------------------
+
+def _is_delete(record: Mapping[str, Any]) -> bool:
+    return record.get("value") is None and (
+        "value" not in record or (record.get("meta") or {}).get("action") == "D")
+
+
+def record_to_row(record: Mapping[str, Any], columns: Sequence[Column]) -> List[Any]:
+    """The values of `record` in column order: None for null or absent, MISSING for the value
+    columns of a delete record (action D, no `value`)."""
+    deleted = _is_delete(record)
+    row: List[Any] = []
+    for column in columns:
+        if deleted and column.path[0] == "value":
+            row.append(MISSING)
+            continue
+        value: Any = record
+        for key in column.path:
+            value = value.get(key) if isinstance(value, dict) else None
+        row.append(value)
+    return row
+
+
+def to_json_text(value: Any) -> str:
+    """Compact JSON, UTF-8 kept as is: how arrays and objects are written into a column."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _jsonable(value: Any, column: Column) -> Any:
+    if value is MISSING or value is None:
+        return None
+    if column.type == "json":
+        return to_json_text(value)
+    return value
+
+
+def row_to_jsonable(row: Sequence[Any], columns: Sequence[Column]) -> List[Any]:
+    """A row with MISSING as None and json columns as JSON text: scalars only, for Parquet."""
+    return [_jsonable(value, column) for value, column in zip(row, columns)]
+
+
+def flatten_record(record: Mapping[str, Any], columns: Sequence[Column]) -> Dict[str, Any]:
+    """{column name: scalar value} of a record, as `row_to_jsonable` makes them."""
+    row = row_to_jsonable(record_to_row(record, columns), columns)
+    return {column.name: value for column, value in zip(columns, row)}
+
+
+_PARQUET_TYPES = {"integer": "Int64", "number": "float64", "boolean": "boolean",
+                  "timestamp": "datetime64[ns, UTC]", "string": "object", "json": "object"}
+
+
+def parquet_type(column: Column) -> str:
+    """The pandas dtype a Parquet writer gives `column` (nullable integers and booleans)."""
+    return _PARQUET_TYPES[column.type]
+
+
+# -- CSV and TSV text ----------------------------------------------------------------------------
+
+_CSV_QUOTE = re.compile(r'["\x00-\x1f\x7f-\x9f,]|^\s|\s$')
+_TSV_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+
+
+def _scalar_text(value: Any, json_column: bool) -> Optional[str]:
+    """The text of a non-string value, or None when `value` is a string to write as such."""
+    if json_column or isinstance(value, (dict, list, tuple)):
+        return to_json_text(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, str):
+        return None
+    return str(value)
+
+
+def _csv_field(value: Any, json_column: bool = False) -> str:
+    if value is MISSING:
+        return ""
+    if value is None:
+        return "NULL"
+    text = _scalar_text(value, json_column)
+    if text is None:
+        text = value
+    if text == "" or text.upper() == "NULL" or _CSV_QUOTE.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _tsv_field(value: Any, json_column: bool = False) -> str:
+    if value is None or value is MISSING:
+        return "\\N"
+    text = _scalar_text(value, json_column)
+    if text is None:
+        text = value
+    for raw, escaped in _TSV_ESCAPES:
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return text
+
+
+def _json_flags(row: Sequence[Any], columns: Optional[Sequence[Column]]) -> Sequence[bool]:
+    if columns is None:
+        return [False] * len(row)
+    return [column.type == "json" for column in columns]
+
+
+def encode_csv_row(row: Sequence[Any], columns: Optional[Sequence[Column]] = None) -> str:
+    """One CSV line with `\\n`. With `columns`, json columns are JSON text even for a string."""
+    flags = _json_flags(row, columns)
+    return ",".join(_csv_field(v, f) for v, f in zip(row, flags)) + "\n"
+
+
+def encode_tsv_row(row: Sequence[Any], columns: Optional[Sequence[Column]] = None) -> str:
+    """One COPY-text line with `\\n`. With `columns`, json columns are JSON text."""
+    flags = _json_flags(row, columns)
+    return "\t".join(_tsv_field(v, f) for v, f in zip(row, flags)) + "\n"
+
+
+def csv_header(columns: Sequence[Column]) -> str:
+    return ",".join(_csv_field(c.name) for c in columns) + "\n"
+
+
+def tsv_header(columns: Sequence[Column]) -> str:
+    return "\t".join(_tsv_field(c.name) for c in columns) + "\n"
+
+
+_COPY_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
+_COPY_SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _copy_unescape(match: "re.Match[str]") -> str:
+    code = match.group(1)
+    if code[0] == "x" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    if code[0] in "01234567":
+        return chr(int(code, 8))
+    return _COPY_SIMPLE.get(code, code)
+
+
+def decode_tsv_line(line: str) -> List[Optional[str]]:
+    """The fields of one COPY-text line (None for `\\N`), for tests and readers."""
+    if line.endswith("\n"):
+        line = line[:-1]
+    return [None if field == "\\N" else _COPY_ESCAPE.sub(_copy_unescape, field)
+            for field in line.split("\t")]
+
+
+# -- merging parts -----------------------------------------------------------------------------
+
+MERGE_FORMATS = ("jsonl", "json", "csv", "tsv")
+# re finds a two-byte literal several times faster than `in` does
+_EMPTY_LINE = re.compile(b"\n\n")
+# bytes to drop to see only what decides CSV row ends: quotes and newlines
+_NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in (0x22, 0x0A))
+
+
+class PartMerger:
+    """Merges the decompressed parts of one result into one stream, with bytes methods only
+    (a large table passes through here at gunzip speed).
+
+    Feed each part's bytes in chunks of any size with `feed(chunk)` (or `feed(part_index,
+    chunk)`, which ends the previous part when the index changes), call `end_part()` after
+    each part and `finish()` after the last; each returns bytes to write.
+
+    - jsonl: lines passed through, empty lines dropped, a last line given its newline;
+    - json: the same records framed as `[` + records joined by `,\\n` + `]\\n` (`[]\\n` if none);
+    - csv/tsv: the first part's header kept, every later part's header checked and dropped;
+      with no part at all nothing is written (`header_seen` is False: the caller writes one).
+
+    `rows` counts records (CSV: newlines outside quotes)."""
+
+    def __init__(self, format: str) -> None:
+        fmt = str(format).lower()
+        if fmt not in MERGE_FORMATS:
+            raise ValueError("PartMerger merges %s, not %r" % (", ".join(MERGE_FORMATS), format))
+        self.format = fmt
+        self.rows = 0
+        self.parts = 0
+        self.header: Optional[bytes] = None
+        self._lines = fmt in ("jsonl", "json")
+        self._part_index: Any = None
+        self._in_part = False
+        self._pending: List[bytes] = []
+        self._header_done = False
+        self._in_quote = False
+        self._last = b""
+        self._framed = False
+        self._mid_line = False
+        self._finished = False
+
+    @property
+    def header_seen(self) -> bool:
+        return self.header is not None
+
+    def feed(self, part_or_chunk: Any, chunk: Any = None) -> bytes:
+        if self._finished:
+            raise ValueError("PartMerger.feed after finish")
+        out = b""
+        if chunk is None:
+            data = part_or_chunk
+        else:
+            data = chunk
+            if self._in_part and part_or_chunk != self._part_index:
+                out = self.end_part()
+            self._part_index = part_or_chunk
+        data = bytes(data)
+        self._in_part = True
+        if not data:
+            return out
+        produced = self._feed_lines(data) if self._lines else self._feed_table(data)
+        return out + produced if out else produced
+
+    def end_part(self) -> bytes:
+        """Close the current part: its last line may lack a newline."""
+        out = b""
+        if self._lines:
+            if self._mid_line:  # a last line without a newline is still a record
+                self.rows += 1
+                if self.format == "jsonl":
+                    out = b"\n"
+            self._mid_line = False
+        else:
+            out = self._end_table_part()
+        self._pending = []
+        self._in_part = False
+        self.parts += 1
+        return out
+
+    def finish(self) -> bytes:
+        """Close the stream: end a part left open, close a JSON array."""
+        out = self.end_part() if self._in_part else b""
+        self._finished = True
+        if self.format == "json":
+            out += b"]\n" if self._framed else b"[]\n"
+        return out
+
+    # -- jsonl and json: chunks pass through as they come, whatever the line boundaries.
+    # JSON holds each record's newline back and writes it as the `,\n` before the next one.
+
+    def _separator(self) -> bytes:
+        if self._framed:
+            return b",\n"
+        self._framed = True
+        return b"["
+
+    def _feed_lines(self, data: bytes) -> bytes:
+        if _EMPTY_LINE.search(data) or (not self._mid_line and data.startswith(b"\n")):
+            return self._feed_lines_skipping_empty(data)
+        newlines = data.count(b"\n")
+        self.rows += newlines
+        starts_record = not self._mid_line
+        self._mid_line = not data.endswith(b"\n")
+        if self.format == "jsonl" or not newlines:
+            body = data
+        elif self._mid_line:  # usual: every newline here is followed by another record
+            body = data.replace(b"\n", b",\n")
+        else:
+            body = data[:-1].replace(b"\n", b",\n")
+        return self._separator() + body if starts_record and self.format == "json" else body
+
+    def _feed_lines_skipping_empty(self, data: bytes) -> bytes:
+        """The rare chunk with an empty line: a loop per line."""
+        lines = data.split(b"\n")
+        partial = lines.pop()  # the start of the next line, maybe empty
+        out: List[bytes] = []
+        jsonl = self.format == "jsonl"
+        for n, line in enumerate(lines):
+            continues = n == 0 and self._mid_line  # the rest of a line begun in an earlier chunk
+            if not (line or continues):
+                continue
+            self.rows += 1
+            if jsonl:
+                out += (line, b"\n")
+            else:
+                out += (line,) if continues else (self._separator(), line)
+        if partial:
+            out += (partial,) if jsonl else (self._separator(), partial)
+        self._mid_line = bool(partial)
+        return b"".join(out)
+
+    # -- csv and tsv
+
+    def _take_header(self, header: bytes) -> bytes:
+        self._header_done = True
+        if self.header is None:
+            self.header = header
+            return header
+        if header.rstrip(b"\r\n") != self.header.rstrip(b"\r\n"):
+            raise UnexpectedAnswer("part %d of the result has a different header than the first "
+                                   "part" % (self.parts + 1))
+        return b""
+
+    def _feed_table(self, data: bytes) -> bytes:
+        out = b""
+        if not self._header_done:
+            end = data.find(b"\n") + 1
+            if end == 0:
+                self._pending.append(data)
+                return b""
+            self._pending.append(data[:end])
+            header = b"".join(self._pending)
+            self._pending = []
+            out = self._take_header(header)
+            data = data[end:]
+            if not data:
+                return out
+        self._count_rows(data)
+        self._last = data[-1:]
+        return out + data if out else data
+
+    def _count_rows(self, data: bytes) -> None:
+        if self.format == "tsv" or (b'"' not in data and not self._in_quote):
+            self.rows += data.count(b"\n")
+            return
+        # Keep only quotes and newlines, then drop adjacent quote pairs: neither changes the
+        # quote parity before any newline, and what is left is tiny unless fields span lines.
+        marks = data.translate(None, _NOT_QUOTE_OR_NEWLINE).replace(b'""', b"")
+        pieces = marks.split(b'"')
+        outside = pieces[1::2] if self._in_quote else pieces[0::2]
+        self.rows += sum(piece.count(b"\n") for piece in outside)
+        if len(pieces) % 2 == 0:
+            self._in_quote = not self._in_quote
+
+    def _end_table_part(self) -> bytes:
+        out = b""
+        if not self._header_done and self._pending:
+            out = self._take_header(b"".join(self._pending) + b"\n")  # a part of a header only
+        if self._in_quote:
+            raise UnexpectedAnswer("part %d of the result ends inside a quoted CSV field"
+                                   % (self.parts + 1))
+        if self._last not in (b"", b"\n"):
+            out += b"\n"
+            self.rows += 1
+        self._header_done = False
+        self._last = b""
+        return out

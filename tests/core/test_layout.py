@@ -1,0 +1,61 @@
+"""Output names and metadata: readable, sortable, and never steered by the server outside the output."""
+import json
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, strategies as st
+
+from dap_core.errors import UnexpectedAnswer
+from dap_core.jobs import CompleteIncremental, CompleteSnapshot
+from dap_core.layout import (
+    filename_from_url, job_metadata, meta_name, output_name, safe_filename, schema_name,
+)
+
+UTC = timezone.utc
+SNAP = CompleteSnapshot("job-1", None, ("o",), 3, datetime(2024, 7, 13, 9, 30, tzinfo=UTC))
+INC = CompleteIncremental("job-2", None, ("o",), 3, datetime(2024, 7, 13, 9, 30, tzinfo=UTC),
+                          datetime(2024, 7, 14, tzinfo=UTC))
+
+
+def test_output_names_follow_the_architecture():
+    assert output_name("canvas", "accounts", SNAP, "CSV") == "canvas.accounts.snapshot.20240713T093000Z.csv"
+    assert output_name("canvas", "accounts", INC, "jsonl") == \
+        "canvas.accounts.incremental.20240713T093000Z_20240714T000000Z.jsonl"
+    assert meta_name("x.csv") == "x.csv.meta.json"
+    assert schema_name("canvas", "accounts") == "canvas.accounts.schema.json"
+
+
+def test_metadata_of_a_snapshot_and_an_incremental_names_next_since():
+    meta = job_metadata("canvas", "accounts", SNAP, "csv", 12, "out/a.csv")
+    assert meta == {"job_id": "job-1", "namespace": "canvas", "table": "accounts",
+                    "kind": "snapshot", "at": "2024-07-13T09:30:00Z",
+                    "next_since": "2024-07-13T09:30:00Z", "schema_version": 3, "format": "csv",
+                    "rows": 12, "file": "out/a.csv"}
+    meta = job_metadata("canvas", "accounts", INC, "json", 0, None)
+    assert meta["since"] == "2024-07-13T09:30:00Z" and meta["until"] == "2024-07-14T00:00:00Z"
+    assert meta["next_since"] == "2024-07-14T00:00:00Z" and "at" not in meta
+    json.dumps(meta)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "a\\b", "/etc/passwd", ".hidden",
+                                  "a\x00b", "x" * 300, "C:evil", "a..b"])
+def test_unsafe_server_names_are_refused(name):
+    with pytest.raises(UnexpectedAnswer):
+        safe_filename(name)
+
+
+def test_a_part_name_comes_from_the_url_path_without_the_signature():
+    url = "https://bucket.s3.amazonaws.com/x/y/part-00000-abc.jsonl.gz?X-Amz-Signature=s3cr3t"
+    assert filename_from_url(url) == "part-00000-abc.jsonl.gz"
+    with pytest.raises(UnexpectedAnswer):
+        filename_from_url("https://h/a/..%2F..%2Fetc%2Fpasswd")
+
+
+@given(st.text(max_size=40))
+def test_a_name_safe_filename_accepts_is_a_plain_base_name(name):
+    try:
+        accepted = safe_filename(name)
+    except UnexpectedAnswer:
+        return
+    assert accepted == name and "/" not in name and "\\" not in name and ".." not in name
+    assert not name.startswith(".") and name.strip("\x00") == name

@@ -1,0 +1,268 @@
+"""Records: column layout from the schema, rows, CSV/TSV encoding, and the value helpers."""
+import csv
+import io
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dap_core.errors import UnexpectedAnswer
+from dap_core.records import (
+    MISSING, Column, columns_from_schema, csv_header, decode_tsv_line, encode_csv_row,
+    encode_tsv_row, flatten_record, parquet_type, record_to_row, row_to_jsonable, tsv_header,
+)
+
+SCHEMA = {"type": "object", "properties": {
+    "key": {"type": "object", "properties": {"id": {"type": "integer", "format": "int64"}},
+            "required": ["id"]},
+    "value": {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "workflow_state": {"type": "string", "enum": ["active", "deleted"]},
+        "score": {"type": "number"},
+        "is_public": {"type": "boolean"},
+        "attachment": {"type": "object", "properties": {"id": {"type": "integer"},
+                                                        "filename": {"type": "string"}}},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "settings": {"type": "object"}}, "required": ["name"]},
+    "meta": {"type": "object", "properties": {
+        "ts": {"type": "string", "format": "date-time"},
+        "action": {"type": "string", "enum": ["U", "D"]}}, "required": ["ts", "action"]}}}
+
+EXPANDED = ["meta.ts", "meta.action", "key.id", "value.name", "value.created_at",
+            "value.workflow_state", "value.score", "value.is_public", "value.attachment.id",
+            "value.attachment.filename", "value.tags", "value.settings"]
+
+RECORD = {"key": {"id": 7}, "value": {"name": "Ann, \"A\"", "created_at": "2024-07-13T09:30:00Z",
+          "workflow_state": "active", "score": 1.5, "is_public": True,
+          "attachment": {"id": 3, "filename": "a.pdf"}, "tags": ["x", "ü"],
+          "settings": {"a": None}},
+          "meta": {"ts": "2024-07-13T09:30:00.123Z", "action": "U"}}
+DELETE = {"key": {"id": 8}, "meta": {"ts": "2024-07-14T00:00:00Z", "action": "D"}}
+
+
+def names(columns):
+    return [c.name for c in columns]
+
+
+def test_expanded_layout_of_the_simulator_schema():
+    columns = columns_from_schema(SCHEMA)
+    assert names(columns) == EXPANDED
+    types = {c.name: c.type for c in columns}
+    assert types["meta.ts"] == "timestamp" and types["key.id"] == "integer"
+    assert types["value.score"] == "number" and types["value.is_public"] == "boolean"
+    assert types["value.workflow_state"] == "string" and types["value.tags"] == "json"
+    assert types["value.settings"] == "json" and types["value.attachment.id"] == "integer"
+    assert columns[2] == Column("key.id", ("key", "id"), "integer", False)
+
+
+def test_condensed_layout_keeps_nested_objects_as_one_json_column():
+    columns = columns_from_schema({"schema": SCHEMA, "version": 2}, "condensed")
+    assert names(columns) == EXPANDED[:8] + ["value.attachment", "value.tags", "value.settings"]
+    assert columns[8].type == "json"
+
+
+def test_nullable_types_null_branches_and_refs_are_understood():
+    schema = {"type": "object", "definitions": {"Id": {"type": "integer"}},
+              "$defs": {"Att": {"type": "object", "properties": {"url": {"type": ["string", "null"]}}}},
+              "properties": {
+                  "key": {"type": "object", "properties": {"id": {"$ref": "#/definitions/Id"}},
+                          "required": ["id"]},
+                  "value": {"type": "object", "properties": {
+                      "when": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date-time"}]},
+                      "n": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                      "att": {"$ref": "#/$defs/Att"},
+                      "mixed": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                      "count": {"type": ["integer", "null"]}}}}}
+    columns = {c.name: c for c in columns_from_schema(schema)}
+    assert columns["key.id"].type == "integer"
+    assert columns["value.when"].type == "timestamp" and columns["value.when"].nullable
+    assert columns["value.n"].type == "number"
+    assert columns["value.att.url"].type == "string"
+    assert columns["value.mixed"].type == "json"
+    assert columns["value.count"].type == "integer"
+    assert list(columns)[:2] == ["meta.ts", "meta.action"]  # present though the schema lacks meta
+
+
+def test_a_recursive_ref_becomes_a_json_column():
+    schema = {"definitions": {"Node": {"type": "object", "properties": {
+        "label": {"type": "string"}, "child": {"$ref": "#/definitions/Node"}}}},
+        "properties": {"key": {"properties": {"id": {"type": "string"}}},
+                       "value": {"properties": {"tree": {"$ref": "#/definitions/Node"}}}}}
+    assert names(columns_from_schema(schema))[2:] == [
+        "key.id", "value.tree.label", "value.tree.child"]
+
+
+@pytest.mark.parametrize("schema", [[], {"type": "object"},
+                                    {"properties": {"key": {"$ref": "#/nowhere"}}},
+                                    {"properties": {"key": {"$ref": "http://x/y"}}}])
+def test_an_unusable_schema_is_an_unexpected_answer(schema):
+    with pytest.raises(UnexpectedAnswer):
+        columns_from_schema(schema)
+
+
+def test_record_to_row_walks_dotted_paths():
+    row = record_to_row(RECORD, columns_from_schema(SCHEMA))
+    assert row == ["2024-07-13T09:30:00.123Z", "U", 7, 'Ann, "A"', "2024-07-13T09:30:00Z", "active",
+                   1.5, True, 3, "a.pdf", ["x", "ü"], {"a": None}]
+
+
+def test_a_missing_property_is_null_and_a_delete_record_has_missing_values():
+    columns = columns_from_schema(SCHEMA)
+    partial = record_to_row({"key": {"id": 1}, "value": {"name": "x"},
+                             "meta": {"ts": "t", "action": "U"}}, columns)
+    assert partial[3] == "x" and partial[4:] == [None] * 8
+    deleted = record_to_row(DELETE, columns)
+    assert deleted[:3] == ["2024-07-14T00:00:00Z", "D", 8]
+    assert all(v is MISSING for v in deleted[3:])
+
+
+def test_csv_of_a_record_follows_the_contract():
+    columns = columns_from_schema(SCHEMA)
+    assert csv_header(columns) == ",".join(EXPANDED) + "\n"
+    assert encode_csv_row(record_to_row(RECORD, columns), columns) == (
+        '2024-07-13T09:30:00.123Z,U,7,"Ann, ""A""",2024-07-13T09:30:00Z,active,1.5,true,3,a.pdf,'
+        '"[""x"",""ü""]","{""a"":null}"\n')
+
+
+def test_a_delete_record_renders_with_empty_csv_fields_and_tsv_nulls():
+    columns = columns_from_schema(SCHEMA)
+    row = record_to_row(DELETE, columns)
+    assert encode_csv_row(row, columns) == "2024-07-14T00:00:00Z,D,8" + "," * 9 + "\n"
+    assert encode_tsv_row(row, columns) == "2024-07-14T00:00:00Z\tD\t8" + "\t\\N" * 9 + "\n"
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "NULL"), ("NULL", '"NULL"'), ("null", '"null"'), ("", '""'), (MISSING, ""),
+    ("a,b", '"a,b"'), ('say "hi"', '"say ""hi"""'), (" lead", '" lead"'), ("trail ", '"trail "'),
+    ("two\nlines", '"two\nlines"'), ("tab\there", '"tab\there"'), ("plain text", "plain text"),
+    ("ünïcødé", "ünïcødé"), (True, "true"), (False, "false"), (42, "42"), (-0.5, "-0.5"),
+    (1e100, "1e+100"), ([1, "a"], '"[1,""a""]"'), ({}, "{}"), ("__CD2_oversized_truncated__",
+                                                                "__CD2_oversized_truncated__"),
+])
+def test_csv_field_examples(value, text):
+    assert encode_csv_row([value, 1]) == text + ",1\n"
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "\\N"), (MISSING, "\\N"), ("\\N", "\\\\N"), ("", ""), ("a\tb", "a\\tb"),
+    ("a\nb\rc", "a\\nb\\rc"), ("back\\slash", "back\\\\slash"), (True, "true"), (3, "3"),
+    (["t\tx"], '["t\\\\tx"]'), ("NULL", "NULL"),
+])
+def test_tsv_field_examples(value, text):
+    assert encode_tsv_row([value, 1]) == text + "\t1\n"
+
+
+def test_a_json_column_holding_a_string_is_written_as_json_text():
+    column = Column("value.settings", ("value", "settings"), "json")
+    assert encode_csv_row(["abc"], [column]) == '"""abc"""\n'
+    assert encode_tsv_row(["abc"], [column]) == '"abc"\n'
+
+
+def test_decode_tsv_line_understands_copy_escapes():
+    assert decode_tsv_line("a\\tb\t\\N\t\\x41\\101\\q\t\n") == ["a\tb", None, "AAq", ""]
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+scalars = st.one_of(st.none(), st.just(MISSING), st.text(), st.integers(),
+                    st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
+                    st.sampled_from(["NULL", "null", "", " ", "\\N", '"', ",", "\r\n", "\\"]))
+rows = st.lists(scalars, min_size=2, max_size=6)
+
+
+def _text_of(value):
+    """What a reader that cannot see quotes gets back for `value`."""
+    if value is None:
+        return "NULL"
+    if value is MISSING:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return json.dumps(value)
+    return str(value)
+
+
+def parse_csv_with_quotes(text):
+    """A strict RFC 4180 reader that tells a quoted field from a bare one:
+    bare NULL -> None, bare empty -> MISSING, anything else -> its text."""
+    records, fields, i = [], [], 0
+    field, quoted = [], False
+    while i < len(text):
+        c = text[i]
+        if c == '"' and not field and not quoted:
+            quoted, i = True, i + 1
+            while True:
+                j = text.index('"', i)
+                field.append(text[i:j])
+                if text[j + 1:j + 2] == '"':
+                    field.append('"')
+                    i = j + 2
+                else:
+                    i = j + 1
+                    break
+            continue
+        if c in ",\n":
+            value = "".join(field)
+            fields.append(value if quoted else (None if value == "NULL" else
+                                                MISSING if value == "" else value))
+            field, quoted = [], False
+            if c == "\n":
+                records.append(fields)
+                fields = []
+        else:
+            assert not quoted, "text after a closing quote"
+            field.append(c)
+        i += 1
+    assert not fields and not field
+    return records
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(rows, min_size=1, max_size=5))
+def test_csv_round_trips_through_stdlib_csv_and_a_quote_aware_reader(table):
+    text = "".join(encode_csv_row(row) for row in table)
+    assert list(csv.reader(io.StringIO(text, newline=""), strict=True)) == [
+        [_text_of(v) for v in row] for row in table]
+    expected = [[v if v is None or v is MISSING else _text_of(v) for v in row] for row in table]
+    assert parse_csv_with_quotes(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(rows, min_size=1, max_size=5))
+def test_tsv_round_trips_through_the_copy_text_parser(table):
+    text = "".join(encode_tsv_row(row) for row in table)
+    lines = text.split("\n")
+    assert lines[-1] == "" and len(lines) == len(table) + 1  # no raw newline inside a field
+    for line, row in zip(lines, table):
+        assert decode_tsv_line(line) == [None if v is None or v is MISSING else _text_of(v)
+                                         for v in row]
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters=".", blacklist_categories=("Cs",)),
+                        min_size=1), min_size=1, max_size=5))
+def test_headers_round_trip(labels):
+    columns = [Column(label, (label,), "string") for label in labels]
+    assert next(csv.reader(io.StringIO(csv_header(columns), newline=""))) == labels
+    assert decode_tsv_line(tsv_header(columns)) == labels
+
+
+# -- Parquet helpers ------------------------------------------------------------------------------
+
+def test_parquet_types_per_column_type():
+    columns = {c.name: c for c in columns_from_schema(SCHEMA)}
+    assert parquet_type(columns["key.id"]) == "Int64"
+    assert parquet_type(columns["value.score"]) == "float64"
+    assert parquet_type(columns["value.is_public"]) == "boolean"
+    assert parquet_type(columns["meta.ts"]) == "datetime64[ns, UTC]"
+    assert parquet_type(columns["value.name"]) == "object"
+    assert parquet_type(columns["value.tags"]) == "object"
+
+
+def test_flatten_record_gives_scalars_with_json_text_and_nulls_for_deletes():
+    columns = columns_from_schema(SCHEMA)
+    flat = flatten_record(RECORD, columns)
+    assert flat["value.tags"] == '["x","ü"]' and flat["value.settings"] == '{"a":null}'
+    assert flat["key.id"] == 7 and flat["value.attachment.filename"] == "a.pdf"
+    assert row_to_jsonable(record_to_row(DELETE, columns), columns)[3:] == [None] * 9
