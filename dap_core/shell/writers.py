@@ -38,6 +38,8 @@ def output_errors(method):
     def guarded(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
+        except BrokenPipeError:
+            raise  # the reader went away: not a failure of the output (see cli.py)
         except OSError as exc:
             raise errors.OutputError("writing %s failed: %s" % (
                 self.describe, exc.strerror or exc)) from exc

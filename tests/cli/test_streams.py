@@ -1,0 +1,109 @@
+"""stdout as a stream: records arrive before the last part is downloaded, a closed pipe ends
+the run quietly (and moves no checkpoint), progress is drawn only on a terminal, an
+interrupt leaves nothing half-written."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import time
+
+from .conftest import DAP, dap_env, run_dap
+
+
+def downloads(sim):
+    return sum(1 for r in sim.requests if r["path"].startswith("/objects/"))
+
+
+def test_records_reach_stdout_well_before_the_last_part_is_downloaded(make_simulator):
+    sim = make_simulator(rows={"submissions": 3000}, rows_per_part=30)
+    proc = subprocess.Popen(DAP + ["snapshot", "--table", "submissions", "--format", "csv",
+                                   "--output", "-"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dap_env(sim))
+    try:
+        first = proc.stdout.readline()
+        seen_then = downloads(sim)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    assert first.startswith(b"meta.ts,")
+    total = downloads(sim)
+    # the pipe filled up and the client waited for us: most parts were still to come
+    assert total >= 100 and seen_then < total / 2
+    assert rest.count(b"\n") >= 3000
+
+
+def test_a_closed_pipe_ends_the_run_quietly_and_moves_no_checkpoint(sim, tmp_path):
+    state = tmp_path / "state.json"
+    assert run_dap("snapshot", "--table", "submissions", "--state", state, "--output-directory",
+                   tmp_path, sim=sim).status == 0
+    before = state.read_text()
+    sim.advance(3)
+    proc = subprocess.Popen(DAP + ["incremental", "--table", "submissions", "--state", str(state),
+                                   "--output", "-"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dap_env(sim))
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head -c 10`
+    status = proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert status in (0, 141), err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+    if status == 141:
+        assert state.read_text() == before  # the records were not all delivered
+
+
+def test_a_closed_pipe_exits_141_without_a_word(make_simulator):
+    sim = make_simulator(rows={"submissions": 3000}, rows_per_part=30)
+    done = subprocess.run(" ".join(DAP) + " snapshot --table submissions --output - | head -c 100"
+                          " >/dev/null; echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                          capture_output=True, env=dap_env(sim), timeout=120)
+    assert done.stdout.decode().strip() == "141"
+    assert done.stderr == b""
+
+
+def _run_with_terminal_stderr(args, env):
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(DAP + args, stdout=subprocess.PIPE, stderr=terminal, env=env)
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=120)
+        return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+
+
+def test_progress_is_shown_only_when_stderr_is_a_terminal(sim, tmp_path):
+    args = ["snapshot", "--table", "submissions", "--output-directory", str(tmp_path)]
+    status, err = _run_with_terminal_stderr(args, dap_env(sim))
+    assert status == 0
+    assert "canvas.submissions: part " in err and " rows" in err and "MiB" in err
+    done = run_dap(*args, sim=sim)
+    assert done.status == 0 and "\r" not in done.err and "part " not in done.err
+
+
+def test_an_interrupt_exits_130_and_leaves_nothing_half_written(make_simulator, tmp_path):
+    sim = make_simulator(job_wait=30)
+    proc = subprocess.Popen(DAP + ["snapshot", "--table", "users", "--output-directory",
+                                   str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dap_env(sim))
+    deadline = time.monotonic() + 30
+    while not any(r["path"].endswith("/data") for r in sim.requests):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    err = proc.stderr.read().decode()
+    assert "Traceback" not in err and "interrupted" in err
+    assert os.listdir(tmp_path) == []
