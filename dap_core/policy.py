@@ -2,7 +2,7 @@
 
 Rules of `decide`, in order:
 
-1. a status below 400 is ok;
+1. a 2xx status is ok (API calls follow no redirects: a 3xx is an unexpected answer);
 2. 401: on login the credentials are wrong (give up); on an API call the token is refreshed
    once, then give up; on a download (pre-signed URLs carry no token) the URL is refreshed;
 3. 403 on a download is an expired pre-signed URL: refresh it, at most `max_attempts` times;
@@ -110,7 +110,7 @@ def decide(answer: Answer, attempt: int, elapsed: float, jitter: float,
     """What to do after `answer`, the outcome of the `attempt`-th try (1-based), `elapsed`
     seconds after the first; `jitter` is a draw from [0, 1) made by the caller."""
     status, call = answer.status, answer.call
-    if status is not None and status < 400:
+    if status is not None and 200 <= status < 300:
         return Decision("ok")
     if status == 401:
         if call == "login":

@@ -25,6 +25,11 @@ def test_success_is_ok():
     assert decide(Answer("api", 200), 1, 0, 0.5, POLICY).action == "ok"
 
 
+def test_a_redirect_is_not_success():
+    decision = decide(Answer("api", 302), 1, 0, 0.5, POLICY)
+    assert decision.action == "give_up" and "302" in str(decision.error)
+
+
 def test_a_503_is_retried_with_growing_backoff():
     delays = [decide(Answer("api", 503), n, 0, 0.0, POLICY).delay for n in range(1, 5)]
     assert delays == [0.25, 0.5, 1.0, 2.0]
