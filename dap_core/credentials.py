@@ -71,7 +71,7 @@ class Credentials:
 
 def credentials_from_api_key(key: str) -> Credentials:
     """Credentials from a DAP API key: base64 of `[region#]client-id:secret`."""
-    text = (key or "").strip()
+    text = "".join((key or "").split())  # a key pasted across lines is still the key
     if not text:
         raise MissingCredentials("the API key is empty")
     try:

@@ -33,6 +33,10 @@ def test_api_key_decodes_to_region_client_id_and_secret():
     assert credentials.region == "us-east-1"
 
 
+def test_an_api_key_pasted_with_line_breaks_is_the_same_key():
+    assert credentials_from_api_key(KEY[:10] + "\n  " + KEY[10:] + "\n") == credentials_from_api_key(KEY)
+
+
 def test_api_key_is_sent_unchanged_as_basic_credentials():
     assert basic_authorization(credentials_from_api_key(KEY)) == "Basic " + KEY
 
