@@ -216,3 +216,13 @@ def test_reload_table_needs_a_new_snapshot(make_simulator):
     snapshot = api.run("canvas", "accounts", {"format": "jsonl"})
     sim.advance(1)
     assert api.run("canvas", "accounts", {"format": "jsonl", "since": snapshot["at"]})["status"] == "complete"
+
+
+def test_a_504_on_starting_a_job_comes_after_the_job_was_made(make_simulator):
+    sim = make_simulator(fail_5xx=1.0)
+    api = Api(sim)
+    answers = [api.start("canvas", "accounts", {"format": "jsonl"}) for _ in range(4)]
+    assert [a.status for a in answers] == [500, 502, 503, 504]
+    started = [r for r in sim.requests if r["path"].endswith("/data")]
+    assert [r["status"] for r in started] == [500, 502, 503, 504]
+    assert len(sim.service.jobs) == 1, "only the 504 left a job behind"
