@@ -260,9 +260,11 @@ def chain_of(listing: Listing, namespace: str, table: str,
     if checkpoint is not None:
         ends = [m for m in outputs if m.get("job_id") == checkpoint.get("job_id")
                 and m.get("next_since") == checkpoint.get("next_since")]
-    else:
-        starts = {m.get("since") for m in outputs if m.get("kind") == "incremental"}
-        ends = [m for m in outputs if m.get("next_since") not in starts]
+    else:  # the output no other incremental continues (an empty window [u, u) continues
+        # the output it follows, not itself)
+        ends = [m for m in outputs if not any(
+            o is not m and o.get("kind") == "incremental" and o.get("since") == m.get("next_since")
+            for o in outputs)]
     if len(ends) != 1:
         return [], ["%s.%s: %d outputs could end the chain" % (namespace, table, len(ends))]
     chain = [ends[0]]

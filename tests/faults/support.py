@@ -146,3 +146,107 @@ def credentials_on_downloads(sim) -> List[str]:
     """Paths of object downloads that carried a credential header (must be none)."""
     return [r["path"].split("?")[0] for r in object_requests(sim)
             if "authorization" in r["headers"] or "x-instauth" in r["headers"]]
+
+
+# -- a chain of runs with kills and reruns (the chained-reconstruction test and the soak) ------
+
+#: exit statuses a rerun may cure: retries exhausted (11), some tables failed (13)
+TRANSIENT = (11, 13)
+
+
+class Unrecovered(Exception):
+    """A step that reruns did not complete."""
+
+
+class ChainDriver:
+    """Runs `dap snapshot|incremental --state FILE` steps into one directory, killing some
+    attempts at random moments and rerunning until a run succeeds; after every kill or
+    failure it checks what was left (whole outputs only, a valid checkpoint).
+
+    ``problems`` collects every violation; ``kills``, ``failures`` (exit status -> count)
+    and ``runs`` count what happened."""
+
+    def __init__(self, sim, directory: str, tables: Sequence[str], rng, namespace: str = NAMESPACE,
+                 max_reruns: int = 4) -> None:
+        self.sim = sim
+        self.directory = directory
+        self.out = os.path.join(directory, "out")
+        self.state = os.path.join(directory, "state.json")
+        self.tables = list(tables)
+        self.rng = rng
+        self.namespace = namespace
+        self.max_reruns = max_reruns
+        self.kills = 0
+        self.runs = 0
+        self.failures: Dict[int, int] = {}
+        self.problems: List[str] = []
+        self.last_stderr = ""
+
+    def args(self, command: str, fmt: str) -> List[str]:
+        return query_args(command, ",".join(self.tables), fmt, "file", self.out, state=self.state)
+
+    def check(self, when: str) -> checks.Listing:
+        listing = checks.inspect_directory(self.out)
+        _, state_problems = checks.check_state(self.state, listing)
+        for problem in listing.problems + state_problems:
+            self.problems.append("%s: %s" % (when, problem))
+        return listing
+
+    def step(self, command: str, fmt: str, kills: int = 0, max_delay: float = 2.0,
+             between=None) -> None:
+        """One step of the chain: ``kills`` attempts killed after a random delay in
+        [0, max_delay) (an attempt that ends first counts as the step's run), then runs
+        until one succeeds.  ``between()`` is called after each kill (e.g. to move the data
+        on before the rerun)."""
+        args = self.args(command, fmt)
+        for _ in range(kills):
+            self.runs += 1
+            status = run_and_kill(self.sim, args, self.rng.uniform(0.0, max_delay))
+            if status == 0:
+                self.check("after %s" % command)
+                return
+            if status is None:
+                self.kills += 1
+                self.check("after a kill of %s" % command)
+                if between is not None:
+                    between()
+            else:
+                self.failures[status] = self.failures.get(status, 0) + 1
+                self.check("after %s failed with exit %d" % (command, status))
+                if status not in TRANSIENT:
+                    raise Unrecovered("%s failed with exit %d" % (command, status))
+        for _ in range(self.max_reruns):
+            self.runs += 1
+            run = run_dap(self.sim, args)
+            self.last_stderr = run.stderr
+            self.check("after %s" % command)
+            if run.returncode == 0:
+                return
+            self.failures[run.returncode] = self.failures.get(run.returncode, 0) + 1
+            if run.returncode not in TRANSIENT:
+                raise Unrecovered("%r" % run)
+        raise Unrecovered("%s did not complete in %d runs: %s" % (
+            command, self.max_reruns, self.last_stderr[-500:]))
+
+    def verify(self):
+        """Reconstruct each table from its chain of outputs (walked back from the checkpoint)
+        and compare with the simulator's current state.  Returns {table: (Comparison,
+        changes applied twice, orphans)}; chain problems go to ``problems``."""
+        import json
+        listing = self.check("at the end")
+        with open(self.state) as f:
+            saved = json.load(f)
+        found = {}
+        for table in self.tables:
+            checkpoint = saved["checkpoints"].get("%s.%s" % (self.namespace, table))
+            if checkpoint is None:
+                self.problems.append("%s has no checkpoint" % table)
+                continue
+            chain, problems = checks.chain_of(listing, self.namespace, table, checkpoint)
+            self.problems.extend(problems)
+            got, duplicated = checks.reconstruct(self.out, chain)
+            truth = self.sim.current_state(self.namespace, table)
+            orphans = [m["file"] for m in listing.outputs(self.namespace, table)
+                       if m not in chain]
+            found[table] = (checks.compare_states(got, truth), duplicated, orphans)
+        return found
