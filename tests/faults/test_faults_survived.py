@@ -222,3 +222,30 @@ def test_a_failed_job_is_exit_10_with_the_service_message_and_uuid_and_nothing_w
     assert [n for n in os.listdir(str(out)) if checks.TEMP_NAME.match(n)] == []
     assert state.read_bytes() == before_state
     assert "canvas.submissions" not in json.loads(state.read_text())["checkpoints"]
+
+
+def _refused_again_after_a_wait(sim):
+    """401, a fresh token that gets past authentication (429), a wait, 401 again: the
+    sequence a token that dies early meets when the service is also busy."""
+    seq = [(r["path"], r["status"]) for r in sim.requests if not r["path"].startswith("/objects/")]
+    for i in range(len(seq) - 3):
+        (p1, s1), (p2, _), (p3, s3), (p4, s4) = seq[i:i + 4]
+        if (s1, p2, s3, s4) == (401, "/ids/auth/login", 429, 401) and p1 == p3 == p4:
+            return True
+    return False
+
+
+def test_a_token_refused_again_after_waiting_out_a_429_is_renewed_again(faulty, reference,
+                                                                        tmp_path):
+    """The token fetched after a 401 is accepted (the next answer is a 429, which only an
+    authenticated call gets), then refused once more after the Retry-After wait: that is no
+    "freshly issued token refused", and no tight loop either; dap fetches another one."""
+    data = dict(seed=1)
+    sim = faulty(data, refuse_tokens_after=0.3, fail_429=0.3)
+    out = tmp_path / "out"
+    run = run_dap(sim, support.query_args("snapshot", "submissions", "jsonl", "file", str(out)),
+                  cwd=str(tmp_path))
+    assert _refused_again_after_a_wait(sim), [(r["path"], r["status"]) for r in sim.requests]
+    assert run.returncode == 0, run
+    _, clean_files = reference("jsonl", "file", data_options=data)
+    assert support.directory_contents(str(out)) == clean_files
