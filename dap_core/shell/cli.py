@@ -166,14 +166,15 @@ def _docopt_usage() -> str:
 
 # -- parsing the command line ---------------------------------------------------------------
 
+def _before_dashes(argv: Sequence[str]) -> List[str]:
+    """The arguments before a ``--`` (after it, nothing is an option)."""
+    argv = list(argv)
+    return argv[:argv.index("--")] if "--" in argv else argv
+
+
 def _wants_help(argv: Sequence[str]) -> Tuple[bool, Optional[str]]:
     command = next((a for a in argv if a in COMMANDS), None)
-    for arg in argv:
-        if arg == "--":
-            break
-        if arg in ("-h", "--help"):
-            return True, command
-    return False, command
+    return bool({"-h", "--help"} & set(_before_dashes(argv))), command
 
 
 def _explain_usage_error(argv: Sequence[str]) -> str:
@@ -612,7 +613,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         out.write(command_help(command) if command else USAGE.lstrip())
         out.flush()
         return 0
-    if argv == ["--version"]:
+    if "--version" in _before_dashes(argv):
         out.write("dap %s\n" % _version())
         out.flush()
         return 0
@@ -635,9 +636,6 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         secrets.sources.append(settings.credentials.secrets)
         log.setLevel(getattr(logging, settings.loglevel.upper()))
         return _run(settings, console, secrets, err, client_options or {})
-    except errors.UsageError as exc:
-        console.error(str(exc))
-        return exc.exit_status
     except errors.DapError as exc:
         console.error(str(exc))
         return exc.exit_status
@@ -647,17 +645,33 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
     except BrokenPipeError:
         _silence_stdout(out)
         return EXIT_BROKEN_PIPE
+    except ImportError as exc:
+        if exc.name in _REQUIRED:
+            console.error("dap needs the Python package %s, which is not installed: pip install "
+                          "%s (or pip install . in the checkout)" % (exc.name,
+                                                                     _REQUIRED[exc.name]))
+            return errors.InvalidInput.exit_status
+        return _bug(exc, debug, console)
     except Exception as exc:  # a bug: one line, the traceback only at debug
-        if debug:
-            console.say(traceback.format_exc().rstrip())
-        console.error("unexpected %s: %s; this is a bug, please report it%s" % (
-            type(exc).__name__, errors.one_line(exc, 300),
-            "" if debug else " (run with --loglevel debug for the traceback)"))
-        return 1
+        return _bug(exc, debug, console)
     finally:
         log.removeHandler(handler)
         log.setLevel(previous[0])
         log.propagate = previous[1]
+
+
+#: packages dap cannot run without -> what to install
+_REQUIRED = {"urllib3": "'urllib3>=2'", "docopt": "docopt-ng"}
+
+
+def _bug(exc: BaseException, debug: bool, console: "Console") -> int:
+    """An unexpected exception: one line (the traceback too at debug), exit status 1."""
+    if debug:
+        console.say("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+    console.error("unexpected %s: %s; this is a bug, please report it%s" % (
+        type(exc).__name__, errors.one_line(exc, 300),
+        "" if debug else " (run with --loglevel debug for the traceback)"))
+    return 1
 
 
 def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,

@@ -35,7 +35,7 @@ CHUNK_SIZE = 256 * 1024
 #: blow up memory)
 MAX_OUTPUT = 4 * 1024 * 1024
 #: how many times one part may be downloaded from its first byte before it counts as corrupt
-MAX_DOWNLOADS = 3
+MAX_DOWNLOADS = 5
 #: how many fresh URLs one part may use
 MAX_URL_REFRESHES = 5
 
@@ -229,6 +229,12 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
             resp = transport.open_stream(url, headers=headers)
         except network_errors as exc:
             log.debug("%s: request failed: %s", label, _network_text(exc))
+            from .http import _is_tls_failure
+            if _is_tls_failure(exc):
+                raise errors.ServiceUnavailable(
+                    "%s: the TLS certificate of the download host does not verify" % label,
+                    "if it uses a private CA, pass its certificates with --ca-bundle FILE") \
+                    from None
             wait_or_give_up(transport.answer_for("download", None, None, None, exc))
             continue
         whole = False  # the body was read to its end: the connection may be reused

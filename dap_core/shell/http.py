@@ -284,6 +284,13 @@ class Transport:
                 exc = None
             except self.network_errors as e:
                 reply, exc = None, e
+                if _is_tls_failure(e):
+                    # a certificate that does not verify will not verify on a retry either
+                    raise errors.ServiceUnavailable(
+                        "%s: the TLS certificate of %s does not verify" % (
+                            label, urlsplit(url).hostname),
+                        "if the host uses a private CA, pass its certificates with "
+                        "--ca-bundle FILE") from None
             if reply is not None:
                 log.debug("%s -> %d (%.3f s)", label, reply.status, self.monotonic() - t0)
                 answer = self.answer_for(call, reply.status, reply.headers, reply.data,
@@ -316,6 +323,13 @@ class Transport:
             error = decision.error or answer.error or errors.ServiceUnavailable(
                 "%s failed" % label)
             raise error
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    from urllib3 import exceptions as ux
+    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    return isinstance(exc, ux.SSLError)
 
 
 def _short(answer) -> str:

@@ -79,6 +79,23 @@ def test_an_output_directory_that_is_not_writable_is_refused(simulator, tmp_path
     assert simulator.requests == []
 
 
+def test_an_output_directory_that_cannot_be_made_is_refused(simulator):
+    done = run_dap("snapshot", "--table", "accounts", "--output-directory", "/proc/self/dap-out",
+                   sim=simulator)
+    assert_one_line_error(done, 3, "output directory")
+    assert simulator.requests == []
+
+
+def test_a_missing_dependency_is_named_with_what_to_install(simulator, tmp_path):
+    blocker = tmp_path / "block"
+    (blocker / "urllib3").mkdir(parents=True)
+    (blocker / "urllib3" / "__init__.py").write_text(
+        "raise ImportError('No module named urllib3', name='urllib3')\n")
+    env = dap_env(simulator, PYTHONPATH=str(blocker))
+    assert run_dap("--help", env=env).status == 0  # help needs nothing but the checkout
+    assert_one_line_error(run_dap("list", env=env), 3, "urllib3", "pip install")
+
+
 def test_a_ca_bundle_that_is_not_a_file_is_refused(simulator, tmp_path):
     done = run_dap("--ca-bundle", tmp_path / "missing.pem", "list", sim=simulator)
     assert_one_line_error(done, 3, "CA bundle")
@@ -149,7 +166,7 @@ def _tokens(sim):
 
 
 def test_no_secret_key_or_token_appears_in_any_output_even_at_debug(make_simulator, tmp_path):
-    sim = make_simulator(rows_per_part=17, fail_5xx=0.2, refuse_tokens_after=0.5, job_run=0.6)
+    sim = make_simulator(rows_per_part=17, refuse_tokens_after=0.5, job_run=0.6)
     basic = base64.b64encode(("%s:%s" % (sim.client_id, sim.client_secret)).encode()).decode()
     state = tmp_path / "state.json"
     runs = [

@@ -107,3 +107,18 @@ def test_an_interrupt_exits_130_and_leaves_nothing_half_written(make_simulator, 
     err = proc.stderr.read().decode()
     assert "Traceback" not in err and "interrupted" in err
     assert os.listdir(tmp_path) == []
+
+
+def test_stdout_never_carries_a_bad_part(make_simulator):
+    """Truncated, corrupt and cut parts while records stream to stdout: each part is
+    spooled until it verified, so stdout is byte-identical to a clean run's."""
+    clean = make_simulator(rows_per_part=17)
+    faulty = make_simulator(rows_per_part=17, truncate_parts=1, corrupt_parts=2,
+                            cut_download_after=500, cut_download_times=2)
+    args = ["snapshot", "--table", "submissions", "--format", "tsv", "--output", "-"]
+    want, got = run_dap(*args, sim=clean), run_dap(*args, sim=faulty)
+    assert want.status == got.status == 0, got
+    counts = faulty.fault_counts
+    assert counts["truncate_part"] == 1 and counts["corrupt_part"] == 2
+    assert counts["cut_download"] == 2
+    assert got.out == want.out
