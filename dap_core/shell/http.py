@@ -298,6 +298,10 @@ class Transport:
             else:
                 log.debug("%s -> %s", label, describe_network_error(exc))
                 answer = self.answer_for(call, None, None, None, exc)
+            if answer.status is not None and answer.status != 401:
+                # the (renewed) token got past authentication: a later 401 is a new refusal
+                # that earns a new token, not "a fresh token refused" (bounded by attempts)
+                token_refreshed = False
             decision = self.decide(answer, attempt, started, token_refreshed)
             action = decision.action
             if action == "ok":
