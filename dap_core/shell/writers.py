@@ -198,6 +198,15 @@ class ParquetWriter:
         self.rows += len(rows)
 
 
+def _timestamp_dtype(pd) -> str:
+    """Microseconds, UTC: every DAP timestamp fits (years 1 to 9999, as Canvas has them),
+    and one unit for every row group of the file.  pandas infers the unit from the data
+    (seconds when no value has a fraction), and fastparquet writes a seconds column with
+    wrong values, so the unit is always set.  pandas before 2.0 knows only nanoseconds."""
+    major = int(str(pd.__version__).split(".")[0])
+    return "datetime64[us, UTC]" if major >= 2 else "datetime64[ns, UTC]"
+
+
 def frame_from_rows(pd, columns, rows: Sequence[list]):
     """A pandas DataFrame with one typed column per schema column (``records.parquet_type``;
     integers and booleans nullable, timestamps UTC, json columns as JSON text)."""
@@ -208,7 +217,7 @@ def frame_from_rows(pd, columns, rows: Sequence[list]):
         dtype = records.parquet_type(column)
         if column.type == "timestamp":
             series = pd.to_datetime(pd.Series(values, dtype="object"), utc=True,
-                                    format="ISO8601")
+                                    format="ISO8601").astype(_timestamp_dtype(pd))
         elif dtype == "object":
             series = pd.Series(values, dtype="object")
         else:

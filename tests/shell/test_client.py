@@ -185,6 +185,23 @@ def test_parquet_reads_back_with_typed_columns_and_every_row(sim, tmp_path):
         else:
             assert dtype in ("object", "string", "str"), column
     assert frame["key.id"].notna().all()
+    # the values, not just the types: each row equals its JSONL record
+    query = SnapshotQuery("canvas", "submissions")
+    with connect(sim) as dap:
+        rows = {r["key"]["id"]: records.flatten_record(r, columns)
+                for r in dap.iter_records(dap.run(query))}
+    for got in frame.to_dict("records"):
+        want = rows[got["key.id"]]
+        for column in columns:
+            value, expected = got[column.name], want[column.name]
+            if expected is None:
+                assert value is None or value != value or str(value) in ("<NA>", "NaT"), column
+            elif column.type == "timestamp":
+                assert value.to_pydatetime() == parse_timestamp(expected), column
+            elif column.type == "number":
+                assert value == pytest.approx(float(expected)), column
+            else:
+                assert value == expected, column
 
 
 def test_parquet_of_an_empty_result_still_has_its_typed_columns(sim, tmp_path):
