@@ -250,34 +250,52 @@ def chain_of(listing: Listing, namespace: str, table: str,
     """(the table's outputs in chain order, problems).
 
     With a ``checkpoint`` (the state file's entry) the chain is walked back from the output
-    it points at; without one, from the output whose next_since no other output starts at.
-    Each step back finds the output whose next_since is this one's since, until a snapshot.
+    it points at; without one, from the output no other incremental continues.  Each step
+    back takes the output whose next_since is this one's since, until a snapshot.  One job
+    written in two formats (json and jsonl ask DAP for the same jsonl job) is one link;
+    empty windows ``[u, u)`` (an incremental asked when nothing was new) are links too, and
+    come after the window that ends at ``u``.
     """
-    outputs = listing.outputs(namespace, table)
+    outputs: List[dict] = []
+    jobs = set()
+    for m in listing.outputs(namespace, table):
+        if m.get("job_id") not in jobs:  # one output per job
+            jobs.add(m.get("job_id"))
+            outputs.append(m)
     problems: List[str] = []
     if not outputs:
         return [], ["no outputs of %s.%s" % (namespace, table)]
     if checkpoint is not None:
         ends = [m for m in outputs if m.get("job_id") == checkpoint.get("job_id")
                 and m.get("next_since") == checkpoint.get("next_since")]
-    else:  # the output no other incremental continues (an empty window [u, u) continues
-        # the output it follows, not itself)
-        ends = [m for m in outputs if not any(
-            o is not m and o.get("kind") == "incremental" and o.get("since") == m.get("next_since")
-            for o in outputs)]
+    else:
+        ends = [m for m in outputs if not _empty(m) and not any(
+            o is not m and o.get("kind") == "incremental" and not _empty(o)
+            and o.get("since") == m.get("next_since") for o in outputs)]
+        if len(ends) == 1:  # empty windows after it come later in the chain
+            ends = [m for m in outputs if _empty(m) and m.get("since") == ends[0]["next_since"]
+                    ] or ends
     if len(ends) != 1:
         return [], ["%s.%s: %d outputs could end the chain" % (namespace, table, len(ends))]
     chain = [ends[0]]
     while chain[-1].get("kind") == "incremental":
         since = chain[-1].get("since")
         before = [m for m in outputs if m.get("next_since") == since and m not in chain]
-        if len(before) != 1:
+        empties = [m for m in before if _empty(m)]
+        others = [m for m in before if not _empty(m)]
+        chain.extend(empties)
+        if len(others) != 1:
             problems.append("%s.%s: %d outputs end where %s starts (%s)" % (
-                namespace, table, len(before), chain[-1].get("file"), since))
+                namespace, table, len(others), chain[-1].get("file"), since))
             break
-        chain.append(before[0])
+        chain.append(others[0])
     chain.reverse()
     return chain, problems
+
+
+def _empty(meta: dict) -> bool:
+    """An incremental of an empty window [u, u)."""
+    return meta.get("kind") == "incremental" and meta.get("since") == meta.get("until")
 
 
 def reconstruct(directory: str, chain: List[dict]) -> Tuple[Dict[str, dict], int]:

@@ -1,7 +1,8 @@
 """A snapshot and five chained incrementals (`--state FILE`, the data moving on between them)
-under a mix of faults, with runs SIGKILLed at random moments and rerun: applying every output
-in chain order (upsert `U` by key, remove `D`) gives exactly the simulator's current state.
-No change lost, none applied twice, no output outside the chain."""
+under a mix of faults, with runs SIGKILLed at random moments and rerun (for the tables whose
+checkpoint has not moved yet, before the data moves on): applying every output in chain
+order (upsert `U` by key, remove `D`) gives exactly the simulator's current state.  No change
+lost, none applied twice, no output outside the chain, no table lagging behind."""
 from __future__ import annotations
 
 import random
@@ -37,10 +38,10 @@ def test_snapshot_and_five_incrementals_under_faults_and_kills_reconstruct_the_c
 
     assert driver.problems == []
     for table in TABLES:
-        comparison, duplicated, orphans = found[table]
+        comparison, duplicated, orphans, lagging = found[table]
         assert comparison, (table, comparison)
         assert duplicated == 0, table
-        assert orphans == [], table
+        assert orphans == [] and not lagging, table
     # the faults and kills really happened
     assert driver.kills >= 3, driver.kills
     assert len(fired) >= 5, fired
