@@ -93,3 +93,17 @@ def test_a_restarted_part_leaves_no_trace(tmp_path):
     writer.finish()
     writer.commit()
     assert len(fastparquet.ParquetFile(str(tmp_path / "t.parquet")).to_pandas()) == 4 == writer.rows
+
+
+def test_column_values_are_those_of_the_cores_record_layout():
+    """The Parquet path extracts columns its own (faster) way: the values are the core's."""
+    import json
+    from dap_core.shell.writers import column_values
+    batch = [json.loads(l) for l in lines(40, whole_seconds=False)]
+    batch.append({"key": {"id": 99}, "value": None, "meta": {"ts": "2024-01-01T00:00:00Z",
+                                                            "action": "D"}})
+    for mode in ("expanded", "condensed"):
+        columns = records.columns_from_schema(SCHEMA, mode)
+        want = [records.flatten_record(r, columns) for r in batch]
+        for column in columns:
+            assert column_values(batch, column) == [w[column.name] for w in want], column
