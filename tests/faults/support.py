@@ -286,12 +286,15 @@ class ChainDriver:
         chain's end.  Returns {table: (Comparison, changes applied twice, orphans, lagging)}
         where orphans are whole outputs of jobs outside the chain and lagging says that the
         chain ends before the frontier.  Chain problems go to ``problems``.  A failing table
-        must have neither outputs nor a checkpoint."""
+        must have neither outputs nor a checkpoint.  No object download may have carried a
+        credential header."""
         import json
         listing = self.check("at the end")
         with open(self.state) as f:
             saved = json.load(f)
         frontier = self.sim.frontier
+        for path in credentials_on_downloads(self.sim):
+            self.problems.append("the download of %s carried a credential header" % path)
         found = {}
         for table in self.tables:
             checkpoint = saved["checkpoints"].get("%s.%s" % (self.namespace, table))
