@@ -313,3 +313,19 @@ def test_object_downloads_carry_no_credentials(sim, tmp_path):
         names = {name.lower() for name in request["headers"]}
         assert "authorization" not in names and "x-instauth" not in names
     assert all("authorization" in {n.lower() for n in r["headers"]} for r in api)
+
+
+def test_an_empty_window_handed_back_again_does_not_stall_the_chain(sim):
+    """The service deduplicates identical queries: after an empty window [u, u), the same
+    query once new data came would get that old, empty job back. A job complete at creation
+    with an empty window is asked for once more, the same instant written another way."""
+    with connect(sim) as dap:
+        at = dap.run(SnapshotQuery("canvas", "users")).at
+        empty = dap.run(IncrementalQuery("canvas", "users", since=at))
+        assert empty.since == empty.until == at
+        starts = lambda: [r for r in sim.requests if r["path"].endswith("/data")]  # noqa: E731
+        assert len(starts()) == 2  # a fresh empty job is simply used
+        sim.advance(2)
+        job = dap.run(IncrementalQuery("canvas", "users", since=at))
+    assert job.since == at and format_timestamp(job.until) == sim.frontier
+    assert len(starts()) == 4 and job.id != empty.id
