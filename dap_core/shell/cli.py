@@ -367,6 +367,17 @@ class _Formatter(logging.Formatter):
         return self.secrets.redact(super().format(record))
 
 
+class _Handler(logging.StreamHandler):
+    """stderr logs that first clear a progress line being drawn there."""
+
+    progress: Optional["TerminalProgress"] = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.progress is not None:
+            self.progress.end()
+        super().emit(record)
+
+
 class TerminalProgress:
     """One line on a terminal, redrawn at most ten times a second: parts, bytes, rows."""
 
@@ -618,7 +629,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         out.flush()
         return 0
 
-    handler = logging.StreamHandler(err)
+    handler = _Handler(err)
     handler.setFormatter(_Formatter(secrets))
     previous = (log.level, log.propagate)
     log.addHandler(handler)
@@ -635,7 +646,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         settings = Settings(args, env)
         secrets.sources.append(settings.credentials.secrets)
         log.setLevel(getattr(logging, settings.loglevel.upper()))
-        return _run(settings, console, secrets, err, client_options or {})
+        return _run(settings, console, secrets, err, client_options or {}, handler)
     except errors.DapError as exc:
         console.error(str(exc))
         return exc.exit_status
@@ -675,12 +686,14 @@ def _bug(exc: BaseException, debug: bool, console: "Console") -> int:
 
 
 def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,
-         client_options: Mapping[str, Any]) -> int:
+         client_options: Mapping[str, Any], handler: Optional[_Handler] = None) -> int:
     from .client import Client
     options = dict(client_options)
     if "progress" not in options and _isatty(err) and settings.command in (
             "snapshot", "incremental"):
         options["progress"] = TerminalProgress(err)
+        if handler is not None:
+            handler.progress = options["progress"]
     with Client(settings.base_url, settings.credentials, ca_bundle=settings.ca_bundle,
                 allow_insecure_http=settings.allow_insecure_http, **options) as client:
         secrets.sources.append(client.secrets)
