@@ -22,7 +22,9 @@ DAP = os.path.join(ROOT, "bin", "dap")
 NAMESPACE = "canvas"
 
 #: the data every simulator of these tests shares (faults come on top): small tables, quick
-#: jobs, a frontier that moves only by `sim.advance()`, several parts per result.
+#: jobs, a frontier that moves only by `sim.advance()`, several parts per result.  The seed
+#: also draws the faults: under 18, `--fail-429 0.3` and `--fail-5xx 0.4` fire at least once
+#: and four times (so a bodyless 504 is among them) on the few API calls of a snapshot.
 DATA_OPTIONS = dict(
     seed=18,
     job_wait=0.05,

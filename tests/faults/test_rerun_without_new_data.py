@@ -8,12 +8,16 @@ empty job back from the service's deduplication of identical queries.
 """
 from __future__ import annotations
 
+import pytest
+
 from fixtures.simulator import Simulator
 
 from . import checks, support
 
 
-def test_after_an_empty_window_the_next_incremental_reaches_the_new_data(tmp_path):
+@pytest.mark.parametrize("empty_runs", [1, 2, 3])
+def test_after_empty_windows_the_next_incremental_reaches_the_new_data(tmp_path, empty_runs):
+    """One run, or several (cron every hour, data every four), before the data moves on."""
     out, state = str(tmp_path / "out"), str(tmp_path / "state.json")
     with Simulator(**support.DATA_OPTIONS) as sim:
         def incremental():
@@ -25,8 +29,9 @@ def test_after_an_empty_window_the_next_incremental_reaches_the_new_data(tmp_pat
         snapshot = support.run_dap(sim, support.query_args("snapshot", "accounts", "jsonl",
                                                            "file", out, state=state))
         assert snapshot.returncode == 0, snapshot
-        empty = incremental()  # nothing new yet
-        assert empty["since"] == empty["until"] == sim.frontier
+        for _ in range(empty_runs):
+            empty = incremental()  # nothing new yet
+            assert empty["since"] == empty["until"] == sim.frontier
         sim.advance()
         following = incremental()
         assert following["since"] == empty["until"]
@@ -34,7 +39,9 @@ def test_after_an_empty_window_the_next_incremental_reaches_the_new_data(tmp_pat
             "the chain is stuck at %s: the service handed back the empty job %s" % (
                 following["until"], following["job_id"])
         listing = checks.inspect_directory(out)
-        chain, problems = checks.chain_of(listing, "canvas", "accounts")
+        chain, problems = checks.chain_of(listing, "canvas", "accounts",
+                                          dict(job_id=following["job_id"],
+                                               next_since=following["next_since"]))
         got, duplicated = checks.reconstruct(out, chain)
         assert problems == [] and duplicated == 0
         assert checks.compare_states(got, sim.current_state("canvas", "accounts"))
