@@ -7,6 +7,10 @@ The lifecycle, as h11 states its own (rules first, then the table):
 - it only moves forward: waiting -> running -> complete | failed; a poll may see the same
   status again, and may miss `running` altogether;
 - `complete` and `failed` are terminal: nothing follows them.
+
+What to do with a job just handed out (`decide_created_job`), first rule that applies:
+failed -> fail; expires within the margin -> renew; not terminal -> poll; an incremental
+complete at creation with an empty window, not asked again yet -> ask_again; else use.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ __all__ = [
     "WAITING", "RUNNING", "COMPLETE", "FAILED", "STATUSES", "TERMINAL", "TRANSITIONS",
     "check_transition", "is_terminal", "PendingJob", "CompleteSnapshot", "CompleteIncremental",
     "FailedJob", "JobError", "Job", "parse_job", "JobDecision", "decide_created_job",
-    "RENEW_GRACE", "CompleteJob", "remaining",
+    "RENEW_GRACE", "CompleteJob", "remaining", "looks_stale",
 ]
 
 WAITING, RUNNING, COMPLETE, FAILED = "waiting", "running", "complete", "failed"
@@ -203,11 +207,13 @@ def parse_job(data: Any, kind: Optional[str] = None) -> Job:
 class JobDecision:
     """What to do with a job just returned by "start a query":
     use (complete, download it), poll (not done yet), renew (it expires within the margin:
-    wait `.wait` seconds until it is gone, then ask anew), fail (raise `.error`)."""
+    wait `.wait` seconds until it is gone, then ask anew), ask_again (start the query once
+    more at once, with the body `query.body(variant=.variant)`), fail (raise `.error`)."""
 
     action: str
     wait: float = 0.0
     error: Optional[JobFailed] = None
+    variant: int = 0
 
 
 def _as_datetime(now: Union[datetime, float]) -> datetime:
@@ -216,17 +222,32 @@ def _as_datetime(now: Union[datetime, float]) -> datetime:
     return datetime.fromtimestamp(float(now), timezone.utc)
 
 
+def looks_stale(job: Job) -> bool:
+    """An incremental job, complete, whose window is empty (`until == since`)."""
+    return isinstance(job, CompleteIncremental) and job.since == job.until
+
+
 def decide_created_job(job: Job, now: Union[datetime, float],
-                       margin_seconds: float = 600.0) -> JobDecision:
-    """Use, poll, renew or fail a job the service just handed out (possibly an old one)."""
+                       margin_seconds: float = 600.0, asked_again: bool = False) -> JobDecision:
+    """Use, poll, renew, ask again or fail a job the service just handed out (possibly an old
+    one). `asked_again`: this job answers a query already asked again (at most once)."""
     if isinstance(job, FailedJob):
         return JobDecision("fail", error=job.error.to_exception(job.id))
+    now = _as_datetime(now)
     if job.expires_at is not None:
-        left = (job.expires_at - _as_datetime(now)).total_seconds()
+        left = (job.expires_at - now).total_seconds()
         if left <= margin_seconds:
             return JobDecision("renew", wait=max(0.0, left) + RENEW_GRACE)
     if isinstance(job, PendingJob):
         return JobDecision("poll")
+    if not asked_again and looks_stale(job):
+        # The service deduplicates identical queries: a job complete at creation with an
+        # empty window [since, since) may be the job of an earlier, identical query, from
+        # before newer data came, and the chain would stay stuck on it until it expires.
+        # Ask once more with `since` written another way (the same instant, so not the
+        # identical query); the form rotates by the hour, since an earlier run in the same
+        # hour may have left a job under the same form (at most an hour old).
+        return JobDecision("ask_again", variant=1 + int(now.timestamp() // 3600))
     return JobDecision("use")
 
 

@@ -13,7 +13,7 @@ from .timestamps import format_timestamp, parse_timestamp
 __all__ = [
     "FORMATS", "MODES", "WIRE_FORMATS", "ALL", "parse_format", "parse_mode", "check_name",
     "parse_tables", "expand_tables", "wire_format", "SnapshotQuery", "IncrementalQuery",
-    "Query",
+    "Query", "equivalent_since_texts",
 ]
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
@@ -167,15 +167,42 @@ class IncrementalQuery:
     def wire_format(self) -> str:
         return wire_format(self.format)
 
-    def body(self) -> Dict[str, Any]:
+    def body(self, variant: int = 0) -> Dict[str, Any]:
+        """The JSON body of `POST .../data`. `variant` 0 writes `since` the canonical way
+        (`format_timestamp`); variant k >= 1 writes the same instant the k-th other way,
+        cycling through `equivalent_since_texts` (see `jobs.decide_created_job`, "ask_again")."""
         body = _body(self)
-        body["since"] = format_timestamp(self.since)
+        if variant:
+            others = equivalent_since_texts(self.since)
+            body["since"] = others[(variant - 1) % len(others)]
+        else:
+            body["since"] = format_timestamp(self.since)
         if self.until is not None:
             body["until"] = format_timestamp(self.until)
         return body
 
 
 Query = Union[SnapshotQuery, IncrementalQuery]
+
+# Zones and fractions `since` may be written with besides format_timestamp's `Z` and trimmed
+# fraction: ISO 8601 extended forms that any reader takes for the same instant.
+_ZONES = ("Z", "+00:00")
+_ZERO_FRACTIONS = (".000", ".000000")
+
+
+def equivalent_since_texts(dt: datetime) -> Tuple[str, ...]:
+    """Other texts for the instant `dt` (never `format_timestamp(dt)` itself), in a fixed
+    order, each read back by `parse_timestamp` as `dt`; never empty (`+00:00` always differs
+    from `Z`)."""
+    utc = parse_timestamp(dt)
+    canonical = format_timestamp(utc)
+    seconds = canonical[:19]  # YYYY-MM-DDTHH:MM:SS, padded by hand like format_timestamp
+    if utc.microsecond:
+        fractions: Tuple[str, ...] = (".%06d" % utc.microsecond,)
+    else:
+        fractions = ("",) + _ZERO_FRACTIONS
+    texts = (seconds + fraction + zone for fraction in fractions for zone in _ZONES)
+    return tuple(t for t in dict.fromkeys(texts) if t != canonical)
 
 
 def _timestamp(name: str, value: Any) -> datetime:

@@ -7,7 +7,7 @@
 * Pacing: starting jobs and listing tables are limited to 5 a minute by the service; the
   session waits ``policy.pace_delay`` before such a call instead of running into 429s.
 * ``run(query)`` starts the job, decides what to do with it (``jobs.decide_created_job``: use,
-  poll, renew, fail), polls on the core's schedule (``policy.next_poll_delay``), checks every
+  poll, renew, ask again with an equivalent body, fail), polls on the core's schedule (``policy.next_poll_delay``), checks every
   transition (``jobs.check_transition``) and returns a complete job or raises ``JobFailed``.
 
 The token and the secret never reach a log, an error message or a repr.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -225,36 +224,32 @@ class Session:
         A failed job raises ``JobFailed`` with the service's message and uuid.
         """
         label = "%s.%s" % (query.namespace, query.table)
-        body = None
-        asked_again = False
-        for renewal in range(MAX_RENEWALS + 1):
+        body = None  # None: query.body(); else the equivalent body the core asked for
+        renewals = 0
+        while True:
             job = self.start_job(query, body)
             log.info("%s: %s job %s is %s", label, query.kind, job.id, job.status)
-            decision = jobs.decide_created_job(job, self._now(), self.job_margin)
+            decision = jobs.decide_created_job(job, self._now(), self.job_margin,
+                                               asked_again=body is not None)
             if decision.action == "fail":
                 raise decision.error
-            if decision.action == "use" and not asked_again and _maybe_stale(job):
-                # Complete at creation with an empty window [since, since): perhaps the job of
-                # an earlier, identical query that the service handed back (it deduplicates),
-                # from before newer data came; the chain would stay stuck on it until it
-                # expires.  Ask once more, the same instant written another way.
-                asked_again = True
-                body = _equivalent_body(query, self.transport.clock())
-                if body is not None:
-                    log.info("%s: job %s is complete and empty, perhaps an old one; asking "
-                             "once more with since %s", label, job.id, body["since"])
-                    continue
+            if decision.action == "ask_again":
+                body = query.body(variant=decision.variant)
+                log.info("%s: job %s is complete and empty, perhaps an old one; asking "
+                         "once more with since %s", label, job.id, body["since"])
+                continue
             if decision.action == "use":
                 return job
             if decision.action == "renew":
-                if renewal == MAX_RENEWALS:
-                    break
+                if renewals == MAX_RENEWALS:
+                    raise errors.UnexpectedAnswer(
+                        "%s: DAP keeps handing out jobs about to expire" % label)
+                renewals += 1
                 log.info("%s: job %s expires soon; asking anew in %.0f s", label, job.id,
                          decision.wait)
                 self.transport.sleep(decision.wait)
                 continue
             return self.poll(job, query.kind, label, on_status)
-        raise errors.UnexpectedAnswer("%s: DAP keeps handing out jobs about to expire" % label)
 
     def poll(self, job, kind: str, label: str = "",
              on_status: Optional[Callable[[jobs.Job], None]] = None):
@@ -275,37 +270,3 @@ class Session:
             raise job.error.to_exception(job.id)
         return job
 
-
-def _maybe_stale(job) -> bool:
-    """An incremental job, complete when created, whose window is empty (until == since)."""
-    return isinstance(job, jobs.CompleteIncremental) and job.since == job.until
-
-
-#: how `since` may be written besides ``format_timestamp``'s way (the same instant)
-_SINCE_FORMS = ("%s+00:00", "%s.000Z", "%s.000+00:00", "%s.000000Z", "%s.000000+00:00")
-
-
-def _equivalent_body(query, now: float) -> Optional[Dict[str, Any]]:
-    """``query.body()`` with ``since`` written another way, so that it is not the identical
-    query the service deduplicates.  The form rotates by the hour (an earlier run in the
-    same hour may find the same form's job, at most an hour old); None when the instant
-    cannot be written another way.
-
-    TODO(core): an ``IncrementalQuery`` method for equivalent bodies would belong in
-    ``queries.py``; this is the shell's private stand-in."""
-    from ..timestamps import format_timestamp, to_utc
-    body = query.body()
-    since = to_utc(query.since)
-    canonical = format_timestamp(since)
-    seconds = since.strftime("%Y-%m-%dT%H:%M:%S")
-    if since.microsecond:
-        seconds += ".%06d" % since.microsecond
-        forms = [f.replace(".000000", "").replace(".000", "") for f in _SINCE_FORMS]
-    else:
-        forms = list(_SINCE_FORMS)
-    texts = [f % seconds for f in forms if f % seconds != canonical]
-    texts = list(dict.fromkeys(texts))
-    if not texts:
-        return None
-    body["since"] = texts[int(now // 3600) % len(texts)]
-    return body

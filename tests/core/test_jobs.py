@@ -10,6 +10,7 @@ from dap_core.jobs import (
     CompleteIncremental, CompleteSnapshot, FailedJob, PendingJob, check_transition,
     decide_created_job, is_terminal, parse_job,
 )
+from dap_core.queries import IncrementalQuery
 
 UTC = timezone.utc
 NOW = datetime(2024, 7, 13, 12, 0, tzinfo=UTC)
@@ -139,3 +140,41 @@ def test_renew_exactly_within_the_margin_and_wait_until_past_expiry(seconds_left
         assert NOW + timedelta(seconds=decision.wait) > job.expires_at
     else:
         assert decision.action == "use" and decision.wait == 0
+
+
+# -- an empty window at creation: perhaps an old job the service deduplicated ----------------
+
+def _incremental(since, until, expires_at=None):
+    return CompleteIncremental("j", expires_at, ("o",), 1, since, until)
+
+
+def test_an_empty_window_at_creation_is_asked_again_once():
+    at = datetime(2024, 7, 13, 9, 30, tzinfo=UTC)
+    empty = _incremental(at, at)
+    decision = decide_created_job(empty, NOW, 600)
+    assert decision.action == "ask_again" and decision.variant >= 1
+    assert decide_created_job(empty, NOW, 600, asked_again=True).action == "use"
+    assert decide_created_job(_incremental(at, NOW), NOW, 600).action == "use"
+    assert decide_created_job(parse_job(_snapshot()), NOW, 600).action == "use"
+
+
+def test_an_empty_window_about_to_expire_is_renewed_not_asked_again():
+    empty = _incremental(NOW, NOW, expires_at=NOW + timedelta(seconds=60))
+    assert decide_created_job(empty, NOW, 600).action == "renew"
+
+
+@given(st.floats(0, 4e9), st.floats(0, 3599.999))
+def test_the_equivalent_body_asked_for_rotates_by_the_hour_and_only_by_now(now, within):
+    at = datetime(2024, 7, 13, 9, 30, tzinfo=UTC)
+    query = IncrementalQuery("canvas", "accounts", since=at)
+    empty = _incremental(at, at)
+    hour = now - now % 3600
+    first = decide_created_job(empty, now, 600)
+    assert first == decide_created_job(empty, now, 600)  # deterministic given now
+    same_hour = decide_created_job(empty, hour + within, 600)
+    next_hour = decide_created_job(empty, hour + 3600 + within, 600)
+    assert first.action == same_hour.action == next_hour.action == "ask_again"
+    assert query.body(variant=first.variant) == query.body(variant=same_hour.variant)
+    assert query.body(variant=next_hour.variant)["since"] != \
+        query.body(variant=first.variant)["since"]
+    assert query.body(variant=first.variant)["since"] != query.body()["since"]

@@ -6,9 +6,10 @@ from hypothesis import given, strategies as st
 
 from dap_core.errors import InvalidInput, InvalidTimestamp
 from dap_core.queries import (
-    ALL, FORMATS, IncrementalQuery, SnapshotQuery, check_name, expand_tables, parse_format,
-    parse_mode, parse_tables, wire_format,
+    ALL, FORMATS, IncrementalQuery, SnapshotQuery, check_name, equivalent_since_texts,
+    expand_tables, parse_format, parse_mode, parse_tables, wire_format,
 )
+from dap_core.timestamps import format_timestamp, parse_timestamp
 
 UTC = timezone.utc
 names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
@@ -117,3 +118,40 @@ def test_incremental_queries_exist_exactly_when_until_is_after_since(since, unti
     else:
         with pytest.raises(InvalidInput):
             IncrementalQuery("canvas", "t", since, until)
+
+
+# -- since written another way (asking again after a deduplicated empty window) -------------
+
+instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                        timezones=st.just(UTC))
+
+
+@given(instants)
+def test_every_equivalent_since_is_the_same_instant_written_another_way(since):
+    texts = equivalent_since_texts(since)
+    assert texts and len(set(texts)) == len(texts)
+    assert format_timestamp(since) not in texts
+    for text in texts:
+        assert parse_timestamp(text) == since
+
+
+@given(instants, st.integers(1, 10 ** 6))
+def test_a_body_variant_changes_only_how_since_is_written(since, variant):
+    query = IncrementalQuery("canvas", "accounts", since=since, format="csv", mode="condensed")
+    canonical, other = query.body(), query.body(variant=variant)
+    assert query.body(variant=0) == canonical
+    assert other["since"] != canonical["since"]
+    assert parse_timestamp(other["since"]) == since
+    assert {k: v for k, v in other.items() if k != "since"} == \
+        {k: v for k, v in canonical.items() if k != "since"}
+    texts = equivalent_since_texts(since)
+    assert other["since"] == texts[(variant - 1) % len(texts)]
+    assert query.body(variant=variant) == other  # the same variant, the same body
+
+
+def test_equivalent_since_texts_of_a_whole_second_and_of_microseconds():
+    assert equivalent_since_texts(datetime(2024, 7, 13, 9, 30, tzinfo=UTC)) == (
+        "2024-07-13T09:30:00+00:00", "2024-07-13T09:30:00.000Z", "2024-07-13T09:30:00.000+00:00",
+        "2024-07-13T09:30:00.000000Z", "2024-07-13T09:30:00.000000+00:00")
+    assert equivalent_since_texts(datetime(2024, 7, 13, 9, 30, 0, 123456, tzinfo=UTC)) == (
+        "2024-07-13T09:30:00.123456+00:00",)
