@@ -3,6 +3,7 @@
     canvas.accounts.snapshot.20240713T093000Z.csv
     canvas.accounts.incremental.20240713T093000Z_20240714T000000Z.jsonl
     canvas.accounts.snapshot.20240713T093000Z.csv.meta.json
+    accounts.schema.json
 
 Names sort by table and then by time, and say what they hold without opening them.
 """
@@ -19,7 +20,7 @@ from .queries import check_name, parse_format
 from .timestamps import format_timestamp, format_timestamp_basic
 
 __all__ = ["output_name", "meta_name", "job_metadata", "safe_filename", "filename_from_url",
-           "schema_name"]
+           "schema_name", "schema_metadata"]
 
 _MAX_NAME = 255  # bytes in a file name on the common file systems
 
@@ -44,9 +45,17 @@ def meta_name(output_name: str) -> str:
     return output_name + ".meta.json"
 
 
-def schema_name(namespace: str, table: str) -> str:
-    """Where `dap schema` writes a table's schema."""
-    return "%s.%s.schema.json" % (check_name("namespace", namespace), check_name("table", table))
+def schema_name(table: str) -> str:
+    """The file `dap schema` writes a table's schema to: `<table>.schema.json` (as the
+    command's help and the README say; one namespace per output directory)."""
+    return "%s.schema.json" % check_name("table", table)
+
+
+def schema_metadata(namespace: str, table: str, schema: Dict[str, Any],
+                    file: Optional[str]) -> Dict[str, Any]:
+    """What `dap schema` tells about a schema it wrote (its stdout line)."""
+    return {"namespace": namespace, "table": table, "version": schema.get("version"),
+            "file": file}
 
 
 def job_metadata(namespace: str, table: str, job: Any, format: str, rows: Optional[int],

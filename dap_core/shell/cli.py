@@ -510,6 +510,7 @@ def _each_table(tables: Sequence[str], settings: Settings, console: Console, wor
 
 
 def cmd_schema(client, settings: Settings, console: Console) -> int:
+    from .. import layout
     from .sinks import write_file_atomically
     tables = _tables(client, settings)
 
@@ -521,14 +522,14 @@ def cmd_schema(client, settings: Settings, console: Console) -> int:
             console.stdout.write(text)
             console.stdout.flush()
             return
-        path = os.path.join(settings.directory, "%s.schema.json" % table)
+        path = os.path.join(settings.directory, layout.schema_name(table))
         try:
             write_file_atomically(path, text.encode("utf-8"))
         except OSError as exc:
             raise errors.OutputError("writing %s failed: %s" % (path, exc.strerror or exc)) \
                 from exc
-        console.data_line(json.dumps({"namespace": settings.namespace, "table": table,
-                                      "version": schema.get("version"), "file": path}))
+        console.data_line(json.dumps(layout.schema_metadata(settings.namespace, table, schema,
+                                                            path)))
         console.say("%s: schema version %s -> %s" % (label, schema.get("version"), path))
 
     return _each_table(tables, settings, console, work)

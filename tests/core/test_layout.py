@@ -5,10 +5,11 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from dap_core.errors import UnexpectedAnswer
+from dap_core.errors import InvalidInput, UnexpectedAnswer
 from dap_core.jobs import CompleteIncremental, CompleteSnapshot
 from dap_core.layout import (
-    filename_from_url, job_metadata, meta_name, output_name, safe_filename, schema_name,
+    filename_from_url, job_metadata, meta_name, output_name, safe_filename, schema_metadata,
+    schema_name,
 )
 
 UTC = timezone.utc
@@ -22,7 +23,16 @@ def test_output_names_follow_the_architecture():
     assert output_name("canvas", "accounts", INC, "jsonl") == \
         "canvas.accounts.incremental.20240713T093000Z_20240714T000000Z.jsonl"
     assert meta_name("x.csv") == "x.csv.meta.json"
-    assert schema_name("canvas", "accounts") == "canvas.accounts.schema.json"
+    assert schema_name("accounts") == "accounts.schema.json"
+
+
+def test_a_schema_file_is_named_after_its_table_and_says_its_version():
+    with pytest.raises(InvalidInput):
+        schema_name("../accounts")
+    assert schema_metadata("canvas", "accounts", {"schema": {}, "version": 3},
+                           "out/accounts.schema.json") == {
+        "namespace": "canvas", "table": "accounts", "version": 3,
+        "file": "out/accounts.schema.json"}
 
 
 def test_metadata_of_a_snapshot_and_an_incremental_names_next_since():
