@@ -18,7 +18,7 @@ from .errors import InvalidCredentials, MissingCredentials, UnexpectedAnswer
 __all__ = [
     "Credentials", "credentials_from_api_key", "api_key_from_credentials",
     "resolve_credentials", "basic_authorization", "jwt_payload", "is_expiring",
-    "redact", "describe",
+    "parse_login_answer", "redact", "describe",
 ]
 
 REDACTED = "***"
@@ -135,11 +135,35 @@ def _epoch(moment: Union[float, int, datetime]) -> float:
 
 
 def is_expiring(now: Union[float, datetime], exp: Union[float, datetime, None],
-                margin: float = 300.0) -> bool:
-    """Whether a token expiring at `exp` is due for renewal at `now` (a missing exp: yes)."""
+                margin: float = 300.0,
+                issued_at: Union[float, datetime, None] = None) -> bool:
+    """Whether a token expiring at `exp` is due for renewal at `now` (a missing exp: yes):
+    `margin` seconds before `exp`, but, given `issued_at`, never sooner than a quarter of
+    the token's lifetime before it (a short-lived token must not make every call log in)."""
     if exp is None:
         return True
+    if issued_at is not None:
+        margin = min(margin, max(0.0, (_epoch(exp) - _epoch(issued_at)) / 4.0))
     return _epoch(now) + margin >= _epoch(exp)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_login_answer(data: Any, now: Union[float, datetime]) -> Tuple[str, float]:
+    """(access token, exp in epoch seconds) from the answer of `POST /ids/auth/login`: `exp`
+    from the token's JWT payload, else `now + expires_in`; `UnexpectedAnswer` otherwise."""
+    token = data.get("access_token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        raise UnexpectedAnswer("DAP's login answer holds no access token")
+    exp = jwt_payload(token).get("exp")
+    if not _number(exp):
+        expires_in = data.get("expires_in")
+        if not _number(expires_in):
+            raise UnexpectedAnswer("DAP's token says nothing of when it expires")
+        exp = _epoch(now) + float(expires_in)
+    return token, float(exp)
 
 
 def redact(text: str, secrets: Iterable[Optional[str]]) -> str:

@@ -1,14 +1,16 @@
 """A session with the DAP API: the token's lifecycle, the API calls, a query run to completion.
 
-* Login: ``POST /ids/auth/login`` with the Basic header from ``credentials``; the token's
-  ``exp`` comes from its JWT payload (``expires_in`` when the payload has none).  Before each
-  call the token is renewed when ``is_expiring(now, exp, margin)``; a 401 on an API call
+* Login: ``POST /ids/auth/login`` with the Basic header from ``credentials``; the token and
+  its ``exp`` come from ``parse_login_answer`` (the JWT payload, else ``expires_in``).
+  Before each call the token is renewed when ``is_expiring(now, exp, margin, issued_at)``
+  (``margin`` before ``exp``, at most a quarter of its lifetime); a 401 on an API call
   renews it once more (the core's policy decides), never in a loop.
 * Pacing: starting jobs and listing tables are limited to 5 a minute by the service; the
   session waits ``policy.pace_delay`` before such a call instead of running into 429s.
 * ``run(query)`` starts the job, decides what to do with it (``jobs.decide_created_job``: use,
-  poll, renew, ask again with an equivalent body, fail), polls on the core's schedule (``policy.next_poll_delay``), checks every
-  transition (``jobs.check_transition``) and returns a complete job or raises ``JobFailed``.
+  poll, renew, ask again with an equivalent body, fail), polls on the core's schedule
+  (``policy.next_poll_delay``), checks every transition (``jobs.check_transition``) and
+  returns a complete job or raises ``JobFailed``.
 
 The token and the secret never reach a log, an error message or a repr.
 """
@@ -54,11 +56,11 @@ class Session:
         self._credentials = credentials
         self._token: Optional[str] = None
         self._exp: Optional[float] = None
+        self._issued_at: Optional[float] = None
         self.token_margin = token_margin
         self.job_margin = job_margin
         self.pacing = pacing
         self.pace_window = pace_window
-        self._margin = token_margin
         self._recent: Dict[str, Deque[float]] = collections.defaultdict(
             lambda: collections.deque(maxlen=16))
         self.logins = 0
@@ -81,24 +83,12 @@ class Session:
             headers=lambda: {"Authorization": basic, "Accept": "application/json",
                              "Content-Type": "application/x-www-form-urlencoded"},
             body=b"grant_type=client_credentials", what="login")
-        data = reply.json()
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise errors.UnexpectedAnswer("DAP's login answer holds no access token")
-        exp = creds.jwt_payload(token).get("exp")
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-            expires_in = data.get("expires_in")
-            if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
-                raise errors.UnexpectedAnswer("DAP's token says nothing of when it expires")
-            exp = self.transport.clock() + float(expires_in)
         now = self.transport.clock()
-        self._token, self._exp = token, float(exp)
-        # Renew `token_margin` before exp, but never sooner than a quarter of the token's
-        # life before it: a short-lived token must not make every call log in again.
-        self._margin = min(self.token_margin, max(0.0, (self._exp - now) / 4.0))
+        self._token, self._exp = creds.parse_login_answer(reply.json(), now)
+        self._issued_at = now
         self.logins += 1
         log.info("logged in as %s; the token expires in %d s",
-                 creds.describe(self._credentials), int(self._exp - self.transport.clock()))
+                 creds.describe(self._credentials), int(self._exp - now))
 
     def _relogin(self) -> None:
         self._token = None
@@ -106,7 +96,7 @@ class Session:
 
     def _bearer(self) -> Dict[str, str]:
         if self._token is None or creds.is_expiring(self.transport.clock(), self._exp,
-                                                     self._margin):
+                                                     self.token_margin, self._issued_at):
             if self._token is not None:
                 log.info("the token is about to expire; getting a new one")
             self.login()

@@ -8,7 +8,7 @@ from hypothesis import assume, given, strategies as st
 
 from dap_core.credentials import (
     Credentials, api_key_from_credentials, basic_authorization, credentials_from_api_key,
-    describe, is_expiring, jwt_payload, redact, resolve_credentials,
+    describe, is_expiring, jwt_payload, parse_login_answer, redact, resolve_credentials,
 )
 from dap_core.errors import InvalidCredentials, MissingCredentials, UnexpectedAnswer
 
@@ -134,6 +134,48 @@ def test_is_expiring_uses_the_margin():
 @given(st.floats(0, 2e9), st.floats(0, 2e9), st.floats(0, 3600))
 def test_is_expiring_exactly_when_now_plus_margin_reaches_exp(now, exp, margin):
     assert is_expiring(now, exp, margin) == (now + margin >= exp)
+
+
+def test_a_short_lived_token_is_renewed_at_a_quarter_of_its_life_not_300_s_early():
+    # an hour-long token: 300 s before exp; a 10-minute one: 150 s before, not at once
+    assert not is_expiring(1000.0, 4600.0, 300, issued_at=1000.0)
+    assert is_expiring(4300.0, 4600.0, 300, issued_at=1000.0)
+    assert not is_expiring(1000.0, 1600.0, 300, issued_at=1000.0)
+    assert not is_expiring(1449.0, 1600.0, 300, issued_at=1000.0)
+    assert is_expiring(1450.0, 1600.0, 300, issued_at=1000.0)
+
+
+@given(st.floats(0, 2e9), st.floats(0, 2e9), st.floats(0, 3600), st.floats(0, 2e9))
+def test_is_expiring_with_issued_at_never_sooner_than_a_quarter_of_the_lifetime(
+        now, exp, margin, issued_at):
+    expiring = is_expiring(now, exp, margin, issued_at=issued_at)
+    if now >= exp:
+        assert expiring  # an expired token is always renewed
+    if not is_expiring(now, exp, margin):
+        assert not expiring  # the lifetime only ever shortens the margin
+    if expiring and exp > issued_at:
+        assert now >= exp - (exp - issued_at) / 4.0 - 1e-6 * max(1.0, exp)
+
+
+def test_the_login_answer_gives_the_token_and_its_exp_from_the_jwt_or_expires_in():
+    token = _jwt({"exp": 1720863000})
+    assert parse_login_answer({"access_token": token, "expires_in": 3600}, 0) == \
+        (token, 1720863000.0)
+    bare = _jwt({"sub": "x"})
+    assert parse_login_answer({"access_token": bare, "expires_in": 1800}, 1000.0) == \
+        (bare, 2800.0)
+    now = datetime(2024, 7, 13, tzinfo=timezone.utc)
+    assert parse_login_answer({"access_token": bare, "expires_in": 60}, now)[1] == \
+        now.timestamp() + 60
+
+
+@pytest.mark.parametrize("data", [None, [], {}, {"access_token": ""},
+                                  {"access_token": "not-a-jwt", "expires_in": 60},
+                                  {"access_token": _jwt({"sub": "x"})},
+                                  {"access_token": _jwt({"exp": True}), "expires_in": "60"}])
+def test_a_login_answer_without_a_token_or_an_expiry_is_unexpected(data):
+    with pytest.raises(UnexpectedAnswer):
+        parse_login_answer(data, 0.0)
 
 
 @given(st.text(), st.lists(st.text(min_size=1), max_size=4))
