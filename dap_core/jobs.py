@@ -10,7 +10,8 @@ The lifecycle, as h11 states its own (rules first, then the table):
 
 What to do with a job just handed out (`decide_created_job`), first rule that applies:
 failed -> fail; expires within the margin -> renew; not terminal -> poll; an incremental
-complete at creation with an empty window, not asked again yet -> ask_again; else use.
+complete at creation with an empty window, asked again fewer than ASK_AGAIN_LIMIT times ->
+ask_again; else use.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ __all__ = [
     "WAITING", "RUNNING", "COMPLETE", "FAILED", "STATUSES", "TERMINAL", "TRANSITIONS",
     "check_transition", "is_terminal", "PendingJob", "CompleteSnapshot", "CompleteIncremental",
     "FailedJob", "JobError", "Job", "parse_job", "JobDecision", "decide_created_job",
-    "RENEW_GRACE", "CompleteJob", "remaining", "looks_stale",
+    "RENEW_GRACE", "ASK_AGAIN_LIMIT", "CompleteJob", "remaining", "looks_stale",
 ]
 
 WAITING, RUNNING, COMPLETE, FAILED = "waiting", "running", "complete", "failed"
@@ -42,6 +43,9 @@ TERMINAL = frozenset(status for status, following in TRANSITIONS.items() if not 
 # How long past `expires_at` the shell waits before asking anew, so the service has
 # surely let go of the old job instead of handing it back once more.
 RENEW_GRACE = 5.0
+# How many times one run asks again, with `since` written another way, after a complete job
+# with an empty window (each is a "start a query" call, 5 a minute).
+ASK_AGAIN_LIMIT = 3
 
 
 def is_terminal(status: str) -> bool:
@@ -227,10 +231,11 @@ def looks_stale(job: Job) -> bool:
     return isinstance(job, CompleteIncremental) and job.since == job.until
 
 
-def decide_created_job(job: Job, now: Union[datetime, float],
-                       margin_seconds: float = 600.0, asked_again: bool = False) -> JobDecision:
+def decide_created_job(job: Job, now: Union[datetime, float], margin_seconds: float = 600.0,
+                       asked_again: int = 0, variant: int = 0) -> JobDecision:
     """Use, poll, renew, ask again or fail a job the service just handed out (possibly an old
-    one). `asked_again`: this job answers a query already asked again (at most once)."""
+    one). `asked_again`: how many times this run has asked again already; `variant`: the
+    body variant (`IncrementalQuery.body(variant=...)`) that this job answers, 0 the first."""
     if isinstance(job, FailedJob):
         return JobDecision("fail", error=job.error.to_exception(job.id))
     now = _as_datetime(now)
@@ -240,14 +245,16 @@ def decide_created_job(job: Job, now: Union[datetime, float],
             return JobDecision("renew", wait=max(0.0, left) + RENEW_GRACE)
     if isinstance(job, PendingJob):
         return JobDecision("poll")
-    if not asked_again and looks_stale(job):
+    if asked_again < ASK_AGAIN_LIMIT and looks_stale(job):
         # The service deduplicates identical queries: a job complete at creation with an
         # empty window [since, since) may be the job of an earlier, identical query, from
         # before newer data came, and the chain would stay stuck on it until it expires.
-        # Ask once more with `since` written another way (the same instant, so not the
-        # identical query); the form rotates by the hour, since an earlier run in the same
-        # hour may have left a job under the same form (at most an hour old).
-        return JobDecision("ask_again", variant=1 + int(now.timestamp() // 3600))
+        # Ask again with `since` written another way (the same instant, not the identical
+        # query).  Earlier runs may have left jobs under other forms too (one per run while
+        # the data stood still): the first form is drawn from `now` to the millisecond
+        # among hundreds, and a form that is stale as well moves on to the next one.
+        following = variant + 1 if variant else 1 + int(now.timestamp() * 1000)
+        return JobDecision("ask_again", variant=following)
     return JobDecision("use")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from .errors import InvalidInput
@@ -184,24 +184,46 @@ class IncrementalQuery:
 
 Query = Union[SnapshotQuery, IncrementalQuery]
 
-# Zones and fractions `since` may be written with besides format_timestamp's `Z` and trimmed
-# fraction: ISO 8601 extended forms that any reader takes for the same instant.
-_ZONES = ("Z", "+00:00")
-_ZERO_FRACTIONS = (".000", ".000000")
+# Other ways to write `since` than format_timestamp's (`Z`, fraction trimmed): UTC as `Z` or
+# `+00:00` with zero fractions written out, then the local time at an offset (whole quarter
+# hours up to 14 hours, the offsets zones really use), nearest to UTC first.  Each is ISO
+# 8601 / RFC 3339 with a zone, the same instant; there are hundreds, so that runs which ask
+# again (see jobs.decide_created_job) seldom pick a form an earlier run already used.
+_UTC_ZONES = ("Z", "+00:00")
+_ZERO_FRACTIONS = ("", ".000", ".000000")
+_OFFSETS = tuple(sign * quarter * 15 for quarter in range(1, 14 * 4 + 1) for sign in (1, -1))
+
+
+def _offset_text(minutes: int) -> str:
+    return "%s%02d:%02d" % ("+" if minutes >= 0 else "-", abs(minutes) // 60, abs(minutes) % 60)
+
+
+def _local_text(utc: datetime, minutes: int) -> Optional[str]:
+    """`utc` as a local date and time at an offset of `minutes`, without the zone."""
+    try:
+        local = utc + timedelta(minutes=minutes)
+    except OverflowError:  # the local date would leave the years 1 to 9999
+        return None
+    return "%04d-%02d-%02dT%02d:%02d:%02d" % (
+        local.year, local.month, local.day, local.hour, local.minute, local.second)
 
 
 def equivalent_since_texts(dt: datetime) -> Tuple[str, ...]:
     """Other texts for the instant `dt` (never `format_timestamp(dt)` itself), in a fixed
-    order, each read back by `parse_timestamp` as `dt`; never empty (`+00:00` always differs
-    from `Z`)."""
+    order, each read back by `parse_timestamp` as `dt`, none twice; never empty."""
     utc = parse_timestamp(dt)
     canonical = format_timestamp(utc)
-    seconds = canonical[:19]  # YYYY-MM-DDTHH:MM:SS, padded by hand like format_timestamp
     if utc.microsecond:
-        fractions: Tuple[str, ...] = (".%06d" % utc.microsecond,)
+        six = ".%06d" % utc.microsecond
+        fractions: Tuple[str, ...] = tuple(dict.fromkeys((six, six.rstrip("0"))))
     else:
-        fractions = ("",) + _ZERO_FRACTIONS
-    texts = (seconds + fraction + zone for fraction in fractions for zone in _ZONES)
+        fractions = _ZERO_FRACTIONS
+    seconds = canonical[:19]  # YYYY-MM-DDTHH:MM:SS, padded by hand like format_timestamp
+    texts = [seconds + fraction + zone for fraction in fractions for zone in _UTC_ZONES]
+    for minutes in _OFFSETS:
+        local = _local_text(utc, minutes)
+        if local is not None:
+            texts.extend(local + fraction + _offset_text(minutes) for fraction in fractions)
     return tuple(t for t in dict.fromkeys(texts) if t != canonical)
 
 

@@ -215,18 +215,19 @@ class Session:
         """
         label = "%s.%s" % (query.namespace, query.table)
         body = None  # None: query.body(); else the equivalent body the core asked for
-        renewals = 0
+        renewals = asked_again = variant = 0
         while True:
             job = self.start_job(query, body)
             log.info("%s: %s job %s is %s", label, query.kind, job.id, job.status)
             decision = jobs.decide_created_job(job, self._now(), self.job_margin,
-                                               asked_again=body is not None)
+                                               asked_again=asked_again, variant=variant)
             if decision.action == "fail":
                 raise decision.error
             if decision.action == "ask_again":
-                body = query.body(variant=decision.variant)
+                asked_again, variant = asked_again + 1, decision.variant
+                body = query.body(variant=variant)
                 log.info("%s: job %s is complete and empty, perhaps an old one; asking "
-                         "once more with since %s", label, job.id, body["since"])
+                         "again with since %s", label, job.id, body["since"])
                 continue
             if decision.action == "use":
                 return job

@@ -6,8 +6,8 @@ from hypothesis import given, strategies as st
 
 from dap_core.errors import JobFailed, UnexpectedAnswer
 from dap_core.jobs import (
-    COMPLETE, FAILED, RENEW_GRACE, RUNNING, STATUSES, TERMINAL, TRANSITIONS, WAITING,
-    CompleteIncremental, CompleteSnapshot, FailedJob, PendingJob, check_transition,
+    ASK_AGAIN_LIMIT, COMPLETE, FAILED, RENEW_GRACE, RUNNING, STATUSES, TERMINAL, TRANSITIONS,
+    WAITING, CompleteIncremental, CompleteSnapshot, FailedJob, PendingJob, check_transition,
     decide_created_job, is_terminal, parse_job,
 )
 from dap_core.queries import IncrementalQuery
@@ -148,12 +148,15 @@ def _incremental(since, until, expires_at=None):
     return CompleteIncremental("j", expires_at, ("o",), 1, since, until)
 
 
-def test_an_empty_window_at_creation_is_asked_again_once():
+def test_an_empty_window_at_creation_is_asked_again_a_few_times_then_used():
     at = datetime(2024, 7, 13, 9, 30, tzinfo=UTC)
     empty = _incremental(at, at)
     decision = decide_created_job(empty, NOW, 600)
     assert decision.action == "ask_again" and decision.variant >= 1
-    assert decide_created_job(empty, NOW, 600, asked_again=True).action == "use"
+    again = decide_created_job(empty, NOW, 600, asked_again=1, variant=decision.variant)
+    assert again.action == "ask_again" and again.variant == decision.variant + 1
+    assert decide_created_job(empty, NOW, 600, asked_again=ASK_AGAIN_LIMIT,
+                              variant=7).action == "use"
     assert decide_created_job(_incremental(at, NOW), NOW, 600).action == "use"
     assert decide_created_job(parse_job(_snapshot()), NOW, 600).action == "use"
 
@@ -163,18 +166,32 @@ def test_an_empty_window_about_to_expire_is_renewed_not_asked_again():
     assert decide_created_job(empty, NOW, 600).action == "renew"
 
 
-@given(st.floats(0, 4e9), st.floats(0, 3599.999))
-def test_the_equivalent_body_asked_for_rotates_by_the_hour_and_only_by_now(now, within):
-    at = datetime(2024, 7, 13, 9, 30, tzinfo=UTC)
+def _run_of_asks(job, now):
+    """The variants one run asks for while every answer is the same stale job."""
+    variants, decision = [], decide_created_job(job, now, 600)
+    while decision.action == "ask_again":
+        variants.append(decision.variant)
+        decision = decide_created_job(job, now, 600, len(variants), decision.variant)
+    return variants
+
+
+@given(st.floats(0, 4e9), st.datetimes(min_value=datetime(2000, 1, 1),
+                                       max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_one_run_asks_for_distinct_equivalent_bodies_chosen_by_now_alone(now, at):
     query = IncrementalQuery("canvas", "accounts", since=at)
     empty = _incremental(at, at)
-    hour = now - now % 3600
-    first = decide_created_job(empty, now, 600)
-    assert first == decide_created_job(empty, now, 600)  # deterministic given now
-    same_hour = decide_created_job(empty, hour + within, 600)
-    next_hour = decide_created_job(empty, hour + 3600 + within, 600)
-    assert first.action == same_hour.action == next_hour.action == "ask_again"
-    assert query.body(variant=first.variant) == query.body(variant=same_hour.variant)
-    assert query.body(variant=next_hour.variant)["since"] != \
-        query.body(variant=first.variant)["since"]
-    assert query.body(variant=first.variant)["since"] != query.body()["since"]
+    variants = _run_of_asks(empty, now)
+    assert len(variants) == ASK_AGAIN_LIMIT
+    assert variants == _run_of_asks(empty, now)  # deterministic given now
+    texts = [query.body(variant=v)["since"] for v in variants]
+    assert len(set(texts)) == len(texts) and query.body()["since"] not in texts
+
+
+@given(st.integers(0, 4 * 10 ** 12), st.integers(1, 112))
+def test_runs_a_few_milliseconds_apart_start_from_different_forms(ms, apart):
+    at = datetime(2024, 7, 13, 9, 30, tzinfo=UTC)  # 341 forms
+    query = IncrementalQuery("canvas", "accounts", since=at)
+    empty = _incremental(at, at)
+    first = decide_created_job(empty, ms / 1000.0 + 0.0004, 600)
+    later = decide_created_job(empty, (ms + apart) / 1000.0 + 0.0004, 600)
+    assert query.body(variant=first.variant) != query.body(variant=later.variant)

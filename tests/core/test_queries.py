@@ -150,8 +150,13 @@ def test_a_body_variant_changes_only_how_since_is_written(since, variant):
 
 
 def test_equivalent_since_texts_of_a_whole_second_and_of_microseconds():
-    assert equivalent_since_texts(datetime(2024, 7, 13, 9, 30, tzinfo=UTC)) == (
+    texts = equivalent_since_texts(datetime(2024, 7, 13, 9, 30, tzinfo=UTC))
+    assert texts[:5] == (
         "2024-07-13T09:30:00+00:00", "2024-07-13T09:30:00.000Z", "2024-07-13T09:30:00.000+00:00",
         "2024-07-13T09:30:00.000000Z", "2024-07-13T09:30:00.000000+00:00")
-    assert equivalent_since_texts(datetime(2024, 7, 13, 9, 30, 0, 123456, tzinfo=UTC)) == (
-        "2024-07-13T09:30:00.123456+00:00",)
+    assert texts[5] == "2024-07-13T09:45:00+00:15"
+    assert texts[-1] == "2024-07-12T19:30:00.000000-14:00"
+    assert len(texts) == 3 * (2 + 112) - 1  # fractions x zones, less the canonical text
+    texts = equivalent_since_texts(datetime(2024, 7, 13, 9, 30, 0, 123456, tzinfo=UTC))
+    assert texts[0] == "2024-07-13T09:30:00.123456+00:00" and len(texts) == 2 + 112 - 1
+    assert "2024-07-13T23:30:00.123456+14:00" in texts
