@@ -107,6 +107,46 @@ def run_and_kill(sim, args: Sequence[str], delay: float, cwd: Optional[str] = No
     return proc.returncode  # pragma: no cover - it ended between the timeout and the kill
 
 
+def run_and_kill_while_writing(sim, args: Sequence[str], directory: str, delay: float,
+                               timeout: float = 60.0) -> Optional[int]:
+    """Start `dap`, wait until a new temporary output file with data in it shows up in
+    `directory` (the download is under way), then SIGKILL it `delay` seconds later.  Returns
+    None when the kill landed, else the exit status it had already finished with."""
+    stale = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    proc = start_dap(sim, args)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _writing(directory, stale):
+            break
+        time.sleep(0.001)
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.wait(timeout=delay)
+        return proc.returncode
+    except subprocess.TimeoutExpired:
+        pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return None if proc.returncode == -signal.SIGKILL else proc.returncode
+
+
+def _writing(directory: str, stale) -> bool:
+    """A temporary data file (not a sidecar's, not one left by an earlier run) has bytes."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    for name in names:
+        if name not in stale and checks.TEMP_NAME.match(name) and checks.META_SUFFIX + "." not in name:
+            try:
+                if os.path.getsize(os.path.join(directory, name)) > 0:
+                    return True
+            except OSError:
+                pass
+    return False
+
+
 def query_args(command: str, table: str, fmt: str, where: str, directory: str,
                state: Optional[str] = None, extra: Sequence[str] = ()) -> List[str]:
     args = [command, "--namespace", NAMESPACE, "--table", table, "--format", fmt]
@@ -123,7 +163,9 @@ def directory_contents(directory: str) -> Dict[str, bytes]:
     """Final files of a directory (temporary files left out): name -> bytes, with sidecars
     reduced to their comparable part."""
     import json
-    out = {}
+    out: Dict[str, bytes] = {}
+    if not os.path.isdir(directory):
+        return out  # a run killed before it made the directory
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
         if checks.TEMP_NAME.match(name) or os.path.isdir(path):

@@ -3,8 +3,9 @@ checkpoint past what exists whole, and a rerun finishes the work with the same r
 run that was never killed.
 
 `bin/dap snapshot` / `incremental --state FILE` run as subprocesses against a simulator with
-many small parts (so that a kill often lands mid-download) and are killed after seeded random
-delays spread over a run's duration.  After every kill:
+many small parts and are killed at seeded random moments: some anywhere in a run, most while
+it downloads and writes parts, some while it commits; the test counts how many landed
+mid-download (some parts fetched, not all).  After every kill:
 
 * every file under a final name is whole: data files parse fully and hold the row count of
   their `.meta.json`, sidecars are valid JSON, and each is byte-identical to the same file of
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import pytest
 
@@ -30,14 +32,44 @@ from fixtures.simulator import Simulator
 
 from . import checks, support
 
-#: many parts (3000 rows in parts of 60, changes too) so a run spends seconds downloading
-KILL_DATA = dict(support.DATA_OPTIONS, seed=5, job_wait=0.2, job_run=0.3, rows_per_part=60,
-                 changes_per_step=400,
-                 rows=dict(support.DATA_OPTIONS["rows"], submissions=3000))
+#: many parts (20000 rows in parts of 50; changes too), so that a run spends a while
+#: downloading and writing
+KILL_DATA = dict(support.DATA_OPTIONS, seed=5, job_wait=0.2, job_run=0.3, rows_per_part=50,
+                 changes_per_step=1500,
+                 rows=dict(support.DATA_OPTIONS["rows"], submissions=20000))
 TABLE = "submissions"
 #: the chain: a snapshot, then incrementals after the data moved on; formats vary by step
-STEPS = [("snapshot", "csv"), ("incremental", "jsonl"), ("incremental", "tsv")]
-KILLS_PER_STEP = 9
+STEPS = [("snapshot", "csv"), ("incremental", "jsonl"), ("incremental", "tsv"),
+         ("incremental", "json"), ("incremental", "csv")]
+KILLS_PER_STEP = 12
+
+
+class Phases:
+    """When a rerun of a step (its job already complete) does what, in seconds from the
+    start of the process: the first part requested, the last one, the end; and how many
+    parts."""
+
+    def __init__(self, first_part: float, last_part: float, end: float, parts: int) -> None:
+        self.first_part, self.last_part, self.end, self.parts = first_part, last_part, end, parts
+
+    def kill(self, sim, args, out, rng, attempt: int):
+        """Kill a run at a random moment: one attempt in five anywhere in the run, one while
+        it writes the last part and commits, the others while it downloads and writes parts
+        (timed from the moment its temporary output file got its first bytes).  None when
+        the kill landed, else the exit status the run finished with first."""
+        kind = attempt % 5
+        if kind == 0:
+            return support.run_and_kill(sim, args, rng.uniform(0.0, self.end))
+        downloading = self.last_part - self.first_part
+        if kind == 4:
+            delay = rng.uniform(downloading, self.end - self.first_part)
+        else:
+            delay = rng.uniform(0.0, downloading)
+        return support.run_and_kill_while_writing(sim, args, out, delay)
+
+
+def object_requests_since(sim, started):
+    return [r for r in support.object_requests(sim) if r["time"] >= started]
 
 
 def step_args(command, fmt, out, state, since=None):
@@ -47,7 +79,7 @@ def step_args(command, fmt, out, state, since=None):
 
 def clean_chain(tmp):
     """Run the chain against a clean simulator: per step, (contents after it, state JSON
-    after it, seconds of a rerun of that step (its job already complete))."""
+    after it, the Phases of a rerun of that step)."""
     out, state = os.path.join(tmp, "out"), os.path.join(tmp, "state.json")
     steps = []
     with Simulator(**KILL_DATA) as sim:
@@ -56,11 +88,15 @@ def clean_chain(tmp):
             assert run.returncode == 0, run
             line = run.lines[0]
             # the same query again (no --state, explicit since): the service hands back the
-            # same, complete job; a rerun after a kill takes about this long
+            # same, complete job, as to a rerun after a kill
+            started = time.time()  # the simulator's clock (in this process)
             again = support.run_dap(sim, step_args(command, fmt, out, None, line.get("since")))
             assert again.returncode == 0, again
+            parts = object_requests_since(sim, started)
+            phases = Phases(parts[0]["time"] - started, parts[-1]["time"] - started,
+                            again.seconds, len(parts))
             with open(state) as f:
-                steps.append((support.directory_contents(out), json.load(f), again.seconds))
+                steps.append((support.directory_contents(out), json.load(f), phases))
             sim.advance()
     return steps
 
@@ -95,18 +131,21 @@ def test_sigkill_at_random_moments_leaves_only_whole_outputs_and_a_rerun_finishe
     reference = clean_chain(str(tmp_path / "clean"))
     rng = random.Random(20240713)
     out, state = str(tmp_path / "out"), str(tmp_path / "state.json")
-    landed, finished_early, temporary = 0, 0, set()
+    landed, mid_download, finished_early, temporary = 0, 0, 0, set()
     previous = [None]  # next_since values the checkpoint may hold before the current step
     with Simulator(**KILL_DATA) as sim:
         for index, (command, fmt) in enumerate(STEPS):
-            files, clean_state, rerun_seconds = reference[index]
+            files, clean_state, phases = reference[index]
             allowed = previous + [clean_state["checkpoints"]["canvas." + TABLE]["next_since"]]
             done = False
-            for _ in range(KILLS_PER_STEP):
-                delay = rng.uniform(0.0, rerun_seconds)
-                status = support.run_and_kill(sim, step_args(command, fmt, out, state), delay)
+            for attempt in range(KILLS_PER_STEP):
+                started = time.time()
+                status = phases.kill(sim, step_args(command, fmt, out, state), out, rng,
+                                     attempt)
                 if status is None:
                     landed += 1
+                    fetched = len(object_requests_since(sim, started))
+                    mid_download += 0 < fetched < phases.parts
                 else:
                     assert status == 0, "dap failed before the kill (exit %d)" % status
                     finished_early += 1
@@ -131,7 +170,8 @@ def test_sigkill_at_random_moments_leaves_only_whole_outputs_and_a_rerun_finishe
             previous = allowed[-1:]
             sim.advance()
     # enough kills landed mid-run for this to mean something
-    assert landed >= 15, "only %d of the kills landed (%d runs finished first)" % (
-        landed, finished_early)
+    assert landed >= 15 and mid_download >= 8, \
+        "%d kills landed, %d of them mid-download (%d runs finished first)" % (
+            landed, mid_download, finished_early)
     # what SIGKILL left behind is hidden and named as temporary, never as output
     assert all(name.startswith(".") and name.endswith(".part") for name in temporary)
