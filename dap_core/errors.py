@@ -321,6 +321,10 @@ def error_from_answer(status: Optional[int], body: Optional[bytes], *,
         return RateLimited("too many requests (HTTP 429)%s" % reason, **common)
     if 500 <= status <= 599:
         return ServiceUnavailable("DAP is unavailable (HTTP %d)%s" % (status, reason), **common)
+    if 300 <= status <= 399:
+        # API calls never follow a redirect: the Authorization header stays with the API host
+        return UnexpectedAnswer("DAP answered with a redirect (HTTP %d), which dap does not "
+                                "follow%s" % (status, reason), **common)
     return ServiceError("unexpected answer from DAP (HTTP %d)%s" % (status, reason),
                         "try again; if it persists, report it", **common)
 

@@ -304,13 +304,8 @@ class Transport:
                 token_refreshed = False
             decision = self.decide(answer, attempt, started, token_refreshed)
             action = decision.action
-            if action == "ok":
+            if action == "ok":  # 2xx only: the core gives up on a redirect (never followed)
                 assert reply is not None
-                if reply.status >= 300:
-                    # never followed: the Authorization header stays with the API host
-                    raise errors.UnexpectedAnswer(
-                        "%s: DAP answered with a redirect (HTTP %d), which dap does not follow"
-                        % (label, reply.status))
                 return reply
             if action == "retry":
                 log.info("%s: %s; retrying in %.1f s (attempt %d)", label,

@@ -116,6 +116,12 @@ def test_status_maps_to_class_and_exit_status(status, cls, code):
         assert error.uuid == "u-1"
 
 
+def test_a_redirect_is_an_unexpected_answer_that_is_not_followed():
+    error = error_from_answer(307, None)
+    assert type(error) is UnexpectedAnswer and error.exit_status == 11
+    assert "redirect (HTTP 307)" in str(error) and "not follow" in str(error)
+
+
 def test_not_found_names_kind_id_and_namespace():
     body = _body(type="NotFound", uuid="u-4", message="missing", id="foo", kind="table")
     error = error_from_answer(404, body, namespace="canvas")
