@@ -14,6 +14,8 @@ A part is a gzip file behind a pre-signed URL.  It is never held whole in memory
   ``ServiceUnavailable`` (exit 11).
 * 403 (the URL expired): a fresh URL for this object from ``urls.refresh``, then go on.
 * Connection errors and 5xx: the core's retry policy decides (bounded, growing delays).
+  Its attempts count every failed request since the last byte received, refused URLs
+  included, so one bound covers them all.
 
 The download sends no Authorization (nor x-instauth) header: only ``Range`` when resuming.
 """
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import errors
+from .http import describe_answer, describe_network_error, tls_failure
 
 __all__ = ["CHUNK_SIZE", "Gunzip", "ObjectUrls", "PartStats", "fetch_part"]
 
@@ -36,8 +39,6 @@ CHUNK_SIZE = 256 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024
 #: how many times one part may be downloaded from its first byte before it counts as corrupt
 MAX_DOWNLOADS = 5
-#: how many fresh URLs one part may use
-MAX_URL_REFRESHES = 5
 
 
 class CorruptPart(Exception):
@@ -209,15 +210,25 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
         fed = True
         feed(data)
 
-    def wait_or_give_up(answer) -> None:
-        """Ask the policy after a failed request; sleep or raise."""
+    def failed(answer) -> None:
+        """A request failed: the core decides (bounded by its attempts since the last
+        progress): ask for a fresh URL, or wait, or raise its error."""
         nonlocal attempt
         attempt += 1
         decision = transport.decide(answer, attempt, started)
+        if decision.action == "refresh_url":
+            stats.url_refreshes += 1
+            log.info("%s: download URL refused (%s); asking for a fresh one", label,
+                     describe_answer(answer))
+            urls.refresh(object_id)
+            return
         if decision.action == "retry":
-            log.info("%s: %s; retrying in %.1f s", label, _describe(answer), decision.delay)
+            log.info("%s: %s; retrying in %.1f s", label, describe_answer(answer),
+                     decision.delay)
             transport.sleep(decision.delay)
             return
+        if decision.action == "ok":  # pragma: no cover - a 206 for offset 0
+            raise errors.UnexpectedAnswer("%s: unexpected HTTP %s" % (label, answer.status))
         raise decision.error or answer.error
 
     gunzip = fresh_start()
@@ -228,14 +239,11 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
         try:
             resp = transport.open_stream(url, headers=headers)
         except network_errors as exc:
-            log.debug("%s: request failed: %s", label, _network_text(exc))
-            from .http import _is_tls_failure
-            if _is_tls_failure(exc):
-                raise errors.ServiceUnavailable(
-                    "%s: the TLS certificate of the download host does not verify" % label,
-                    "if it uses a private CA, pass its certificates with --ca-bundle FILE") \
-                    from None
-            wait_or_give_up(transport.answer_for("download", None, None, None, exc))
+            log.debug("%s: request failed: %s", label, describe_network_error(exc))
+            tls = tls_failure(exc, "%s: the TLS certificate of the download host" % label)
+            if tls is not None:
+                raise tls from None
+            failed(transport.answer_for("download", None, None, None, exc))
             continue
         whole = False  # the body was read to its end: the connection may be reused
         try:
@@ -254,27 +262,9 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
                     gunzip = fresh_start()
                     continue
             elif status == 206 or not 200 <= status < 300:
-                data = _read_small(resp, network_errors)
-                answer = transport.answer_for("download", status, resp.headers, data)
-                decision = transport.decide(answer, attempt + 1, started)
-                if decision.action == "refresh_url" or (status == 403 and decision.action == "retry"):
-                    stats.url_refreshes += 1
-                    if stats.url_refreshes > MAX_URL_REFRESHES:
-                        raise errors.Forbidden(
-                            "%s: the download URL is refused even when fresh" % label,
-                            "run the command again later")
-                    log.info("%s: download URL refused (HTTP %d); asking for a fresh one",
-                             label, status)
-                    urls.refresh(object_id)
-                    continue
-                if decision.action == "retry":
-                    attempt += 1
-                    log.info("%s: HTTP %d; retrying in %.1f s", label, status, decision.delay)
-                    transport.sleep(decision.delay)
-                    continue
-                if decision.action == "ok":  # pragma: no cover - a 206 for offset 0
-                    raise errors.UnexpectedAnswer("%s: unexpected HTTP %d" % (label, status))
-                raise decision.error or answer.error
+                failed(transport.answer_for("download", status, resp.headers,
+                                            _read_small(resp, network_errors)))
+                continue
 
             # stream the body
             stream = resp.stream(chunk_size, decode_content=False)
@@ -305,8 +295,8 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
                 continue
             if cut is not None:
                 log.info("%s: connection cut after %d bytes (%s); resuming", label, offset,
-                         _network_text(cut))
-                wait_or_give_up(transport.answer_for("download", None, None, None, cut))
+                         describe_network_error(cut))
+                failed(transport.answer_for("download", None, None, None, cut))
                 continue
             if not gunzip.finished():
                 log.warning("%s: gzip stream ends early after %d bytes; downloading it again",
@@ -330,13 +320,3 @@ def _read_small(resp, network_errors, limit: int = 64 * 1024) -> Optional[bytes]
     except network_errors:
         return None
 
-
-def _network_text(exc: BaseException) -> str:
-    from .http import describe_network_error
-    return describe_network_error(exc)
-
-
-def _describe(answer) -> str:
-    if answer.status is None:
-        return "network error"
-    return "HTTP %d" % answer.status

@@ -30,7 +30,7 @@ from .. import errors
 __all__ = [
     "DEFAULT_BASE_URL", "Transport", "Reply", "check_base_url", "check_object_url",
     "is_loopback", "describe_network_error", "network_errors",
-    "loggable_url",
+    "loggable_url", "tls_failure", "describe_answer",
 ]
 
 log = logging.getLogger("dap.http")
@@ -284,13 +284,10 @@ class Transport:
                 exc = None
             except self.network_errors as e:
                 reply, exc = None, e
-                if _is_tls_failure(e):
-                    # a certificate that does not verify will not verify on a retry either
-                    raise errors.ServiceUnavailable(
-                        "%s: the TLS certificate of %s does not verify" % (
-                            label, urlsplit(url).hostname),
-                        "if the host uses a private CA, pass its certificates with "
-                        "--ca-bundle FILE") from None
+                tls = tls_failure(e, "%s: the TLS certificate of %s" % (
+                    label, urlsplit(url).hostname))
+                if tls is not None:
+                    raise tls from None
             if reply is not None:
                 log.debug("%s -> %d (%.3f s)", label, reply.status, self.monotonic() - t0)
                 answer = self.answer_for(call, reply.status, reply.headers, reply.data,
@@ -309,7 +306,7 @@ class Transport:
                 return reply
             if action == "retry":
                 log.info("%s: %s; retrying in %.1f s (attempt %d)", label,
-                         _short(answer), decision.delay, attempt)
+                         describe_answer(answer), decision.delay, attempt)
                 self.sleep(decision.delay)
                 continue
             if action == "refresh_token" and refresh_token is not None:
@@ -324,14 +321,21 @@ class Transport:
             raise error
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def tls_failure(exc: BaseException, what: str) -> Optional[errors.ServiceUnavailable]:
+    """The error for a TLS certificate that does not verify (``what`` names it), never
+    retried: it will not verify on a retry either; None when ``exc`` is another failure."""
     from urllib3 import exceptions as ux
     if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
-    return isinstance(exc, ux.SSLError)
+    if not isinstance(exc, ux.SSLError):
+        return None
+    return errors.ServiceUnavailable(
+        "%s does not verify" % what,
+        "if the host uses a private CA, pass its certificates with --ca-bundle FILE")
 
 
-def _short(answer) -> str:
+def describe_answer(answer) -> str:
+    """A failed attempt in a few words, for a log line: ``HTTP 503`` or the network error."""
     if answer.status is None:
         return str(answer.error.message) if answer.error is not None else "network error"
     return "HTTP %d" % answer.status

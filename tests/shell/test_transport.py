@@ -104,3 +104,31 @@ def test_api_calls_never_follow_a_redirect(tmp_path):
     assert "redirect" in str(caught.value) or "307" in str(caught.value)
     assert caught.value.exit_status == 11
     assert len(seen) == 1 and seen_elsewhere == []
+
+
+def test_a_download_url_refused_even_when_fresh_is_given_up_by_the_policy():
+    """A 403 on a download asks for a fresh URL; one refused every time ends where the
+    core's retry policy says (its attempts, exit 11), not in a loop."""
+    from dap_core.policy import RetryPolicy
+    from dap_core.shell.download import ObjectUrls, fetch_part
+    from dap_core.shell.http import Transport
+
+    refuser, seen = serve(status=403)
+    asked = []
+
+    def fetch(ids):
+        asked.append(list(ids))
+        return {i: "http://127.0.0.1:%d/part-%d.gz" % (refuser.server_address[1], len(asked))
+                for i in ids}
+
+    transport = Transport(retry_policy=RetryPolicy(max_attempts=4), sleep=Sleeper(cap=0))
+    try:
+        with pytest.raises(ServiceUnavailable) as caught:
+            fetch_part(transport, ObjectUrls(fetch, ["o-1"]), "o-1", lambda data: None,
+                       lambda: None, label="part 1 of 1")
+    finally:
+        transport.close()
+        refuser.shutdown()
+    assert caught.value.exit_status == 11 and "4 attempts" in str(caught.value)
+    assert len(seen) == 4 and len(asked) == 4  # each refusal earned a fresh URL, bounded
+    assert all("authorization" not in {k.lower() for k in headers} for _, headers in seen)
