@@ -277,8 +277,9 @@ class ChainDriver:
 
     def step(self, command: str, fmt: str, kills: int = 0, max_delay: float = 2.0,
              between=None) -> None:
-        """One step of the chain: ``kills`` attempts killed after a random delay in
-        [0, max_delay) (an attempt may end first), then runs until the step is complete.
+        """One step of the chain: ``kills`` attempts killed at a random moment, half of them
+        in [0, max_delay) after the start, half within 0.2 s after an output file got its
+        first bytes (an attempt may end first), then runs until the step is complete.
         ``between()`` is called after each kill (e.g. to move the data on before the
         rerun)."""
         before = self.checkpoints()
@@ -290,7 +291,11 @@ class ChainDriver:
             args = self.args(command, fmt, attempt)
             self.runs += 1
             if number < kills:
-                status = run_and_kill(self.sim, args, self.rng.uniform(0.0, max_delay))
+                if self.rng.random() < 0.5:  # at any moment
+                    status = run_and_kill(self.sim, args, self.rng.uniform(0.0, max_delay))
+                else:  # while it writes: after the first bytes of an output
+                    status = run_and_kill_while_writing(self.sim, args, self.out,
+                                                        self.rng.uniform(0.0, 0.2))
                 self.last_stderr = ""
             else:
                 run = run_dap(self.sim, args)
