@@ -13,7 +13,7 @@ from .timestamps import format_timestamp, parse_timestamp
 __all__ = [
     "FORMATS", "MODES", "WIRE_FORMATS", "ALL", "parse_format", "parse_mode", "check_name",
     "parse_tables", "expand_tables", "wire_format", "SnapshotQuery", "IncrementalQuery",
-    "Query", "equivalent_since_texts",
+    "Query", "equivalent_since_texts", "check_window", "check_stdout_format",
 ]
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
@@ -100,6 +100,28 @@ def wire_format(output_format: str) -> str:
     return WIRE_FORMATS[parse_format(output_format)]
 
 
+def check_window(since: Optional[datetime], until: Optional[datetime]) -> None:
+    """Refuse a window whose `until` is not after its `since` (either may be left out)."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidInput("until (%s) is not after since (%s)" % (
+            format_timestamp(until), format_timestamp(since)),
+            "give an --until later than --since, or leave --until out")
+
+
+def check_stdout_format(output_format: str, several: bool = False) -> str:
+    """`output_format` if records in it can go to one stream (stdout): not Parquet (written
+    by name, in place), and for several tables only JSON Lines (CSV and TSV headers or
+    JSON arrays of different tables would run together)."""
+    fmt = parse_format(output_format)
+    if fmt == "parquet":
+        raise InvalidInput("Parquet cannot be written to stdout",
+                           "use --output-directory DIR, or another --format")
+    if several and fmt != "jsonl":
+        raise InvalidInput("several tables can go to stdout only as jsonl, not %s" % fmt,
+                           "use --format jsonl, one table, or --output-directory DIR")
+    return fmt
+
+
 def _validate_common(query: Any) -> None:
     # frozen dataclasses: normalised values are set once, here
     object.__setattr__(query, "namespace", check_name("namespace", query.namespace))
@@ -157,10 +179,7 @@ class IncrementalQuery:
         object.__setattr__(self, "since", since)
         if self.until is not None:
             until = _timestamp("until", self.until)
-            if until <= since:
-                raise InvalidInput("until (%s) is not after since (%s)" % (
-                    format_timestamp(until), format_timestamp(since)),
-                    "give an --until later than --since, or leave --until out")
+            check_window(since, until)
             object.__setattr__(self, "until", until)
 
     @property

@@ -263,12 +263,7 @@ class Settings:
         self.mode = queries.parse_mode(args.get("--mode"))
         self.since = self._timestamp("since", args.get("--since"))
         self.until = self._timestamp("until", args.get("--until"))
-        if self.since is not None and self.until is not None and self.until <= self.since:
-            from ..timestamps import format_timestamp
-            raise errors.InvalidInput(
-                "until (%s) is not after since (%s)" % (format_timestamp(self.until),
-                                                        format_timestamp(self.since)),
-                "give an --until later than --since, or leave --until out")
+        queries.check_window(self.since, self.until)
         output = args.get("--output")
         if output is not None and output != "-":
             raise errors.UsageError("--output takes only - (stdout); got %r" % output,
@@ -281,13 +276,8 @@ class Settings:
             self.tables is queries.ALL or len(self.tables) > 1)
 
         if self.command in ("snapshot", "incremental"):
-            if self.to_stdout and self.format == "parquet":
-                raise errors.InvalidInput("Parquet cannot be written to stdout",
-                                          "use --output-directory DIR, or another --format")
-            if self.to_stdout and self.several and self.format != "jsonl":
-                raise errors.InvalidInput(
-                    "several tables can go to stdout only as jsonl, not %s" % self.format,
-                    "use --format jsonl, one table, or --output-directory DIR")
+            if self.to_stdout:
+                queries.check_stdout_format(self.format, self.several)
             if self.format == "parquet":
                 from .writers import require_parquet
                 require_parquet()

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, Optional, Tuple
 
 from .. import errors, layout
 from ..credentials import Credentials
+from ..queries import check_stdout_format
 from .download import ObjectUrls, fetch_part
 from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, check_object_url
 from .session import Session
@@ -188,9 +189,7 @@ class Client:
         """Write the job's records to a binary stream (stdout) in ``query.format`` (not
         parquet), a part at a time, each only after it verified."""
         _check_job(job, query)
-        if query.format == "parquet":
-            raise errors.InvalidInput("Parquet cannot be written to stdout",
-                                      "use --output-directory, or another --format")
+        check_stdout_format(query.format)
         label = "%s.%s" % (query.namespace, query.table)
         writer = self._writer(job, query, StdoutSink(stream), "stdout")
         try:

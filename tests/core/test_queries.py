@@ -6,8 +6,8 @@ from hypothesis import given, strategies as st
 
 from dap_core.errors import InvalidInput, InvalidTimestamp
 from dap_core.queries import (
-    ALL, FORMATS, IncrementalQuery, SnapshotQuery, check_name, equivalent_since_texts,
-    expand_tables, parse_format, parse_mode, parse_tables, wire_format,
+    ALL, FORMATS, IncrementalQuery, SnapshotQuery, check_name, check_stdout_format, check_window,
+    equivalent_since_texts, expand_tables, parse_format, parse_mode, parse_tables, wire_format,
 )
 from dap_core.timestamps import format_timestamp, parse_timestamp
 
@@ -160,3 +160,22 @@ def test_equivalent_since_texts_of_a_whole_second_and_of_microseconds():
     texts = equivalent_since_texts(datetime(2024, 7, 13, 9, 30, 0, 123456, tzinfo=UTC))
     assert texts[0] == "2024-07-13T09:30:00.123456+00:00" and len(texts) == 2 + 112 - 1
     assert "2024-07-13T23:30:00.123456+14:00" in texts
+
+
+@given(st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))),
+       st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))))
+def test_check_window_refuses_exactly_an_until_not_after_since(since, until):
+    if since is not None and until is not None and until <= since:
+        with pytest.raises(InvalidInput, match="not after since"):
+            check_window(since, until)
+    else:
+        check_window(since, until)
+
+
+def test_what_may_go_to_stdout():
+    assert check_stdout_format("CSV") == "csv" and check_stdout_format("jsonl", several=True)
+    with pytest.raises(InvalidInput, match="Parquet cannot be written to stdout"):
+        check_stdout_format("parquet")
+    for fmt in ("json", "csv", "tsv"):
+        with pytest.raises(InvalidInput, match="only as jsonl"):
+            check_stdout_format(fmt, several=True)
