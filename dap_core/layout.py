@@ -20,7 +20,7 @@ from .queries import check_name, parse_format
 from .timestamps import format_timestamp, format_timestamp_basic
 
 __all__ = ["output_name", "meta_name", "job_metadata", "safe_filename", "filename_from_url",
-           "schema_name", "schema_metadata"]
+           "schema_name", "schema_metadata", "result_line", "summary_line"]
 
 _MAX_NAME = 255  # bytes in a file name on the common file systems
 
@@ -71,6 +71,25 @@ def job_metadata(namespace: str, table: str, job: Any, format: str, rows: Option
     data.update(next_since=format_timestamp(next_since(job)), schema_version=job.schema_version,
                 format=parse_format(format), rows=rows, file=file)
     return data
+
+
+def result_line(metadata: Dict[str, Any], path: Optional[str],
+                meta_path: Optional[str]) -> Dict[str, Any]:
+    """The stdout line of a result written to files: the sidecar's metadata with `file` the
+    output's path (the sidecar holds its base name) and `meta_file` the sidecar's path."""
+    return dict(metadata, file=path, meta_file=meta_path)
+
+
+def summary_line(metadata: Dict[str, Any], where: str) -> str:
+    """The line a person reads on stderr about a result written to `where`."""
+    if metadata["kind"] == "snapshot":
+        when = "at %s" % metadata["at"]
+    else:
+        when = "since %s until %s" % (metadata["since"], metadata["until"])
+    rows = metadata["rows"]
+    return "%s.%s: %s %s, %d row%s -> %s (next since %s)" % (
+        metadata["namespace"], metadata["table"], metadata["kind"], when, rows,
+        "s" * (rows != 1), where, metadata["next_since"])
 
 
 def safe_filename(name: str) -> str:

@@ -538,22 +538,9 @@ def _query(settings: Settings, table: str, state):
                                     settings.format, settings.mode)
 
 
-def _human_line(query, job, rows: int, where: str) -> str:
-    from ..chain import next_since
-    from ..timestamps import format_timestamp
-    label = "%s.%s" % (query.namespace, query.table)
-    if query.kind == "snapshot":
-        when = "at %s" % format_timestamp(job.at)
-    else:
-        when = "since %s until %s" % (format_timestamp(job.since), format_timestamp(job.until))
-    return "%s: %s %s, %d row%s -> %s (next since %s)" % (
-        label, query.kind, when, rows, "s" * (rows != 1), where,
-        format_timestamp(next_since(job)))
-
-
 def cmd_query(client, settings: Settings, console: Console) -> int:
     """snapshot and incremental."""
-    from .. import chain
+    from .. import chain, layout
     from .state import save_state
 
     holder = {"state": settings.state}
@@ -577,9 +564,9 @@ def cmd_query(client, settings: Settings, console: Console) -> int:
             save_state(settings.state_path, state)
             holder["state"] = state
         if not settings.to_stdout:
-            line = dict(result.metadata, file=result.path, meta_file=result.meta_path)
-            console.data_line(json.dumps(line))
-        console.say(_human_line(query, job, result.rows, where))
+            console.data_line(json.dumps(layout.result_line(result.metadata, result.path,
+                                                            result.meta_path)))
+        console.say(layout.summary_line(result.metadata, where))
 
     return _each_table(tables, settings, console, work)
 

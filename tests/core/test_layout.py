@@ -8,8 +8,8 @@ from hypothesis import given, strategies as st
 from dap_core.errors import InvalidInput, UnexpectedAnswer
 from dap_core.jobs import CompleteIncremental, CompleteSnapshot
 from dap_core.layout import (
-    filename_from_url, job_metadata, meta_name, output_name, safe_filename, schema_metadata,
-    schema_name,
+    filename_from_url, job_metadata, meta_name, output_name, result_line, safe_filename,
+    schema_metadata, schema_name, summary_line,
 )
 
 UTC = timezone.utc
@@ -45,6 +45,20 @@ def test_metadata_of_a_snapshot_and_an_incremental_names_next_since():
     assert meta["since"] == "2024-07-13T09:30:00Z" and meta["until"] == "2024-07-14T00:00:00Z"
     assert meta["next_since"] == "2024-07-14T00:00:00Z" and "at" not in meta
     json.dumps(meta)
+
+
+def test_the_result_lines_of_the_cli_come_from_the_metadata():
+    meta = job_metadata("canvas", "accounts", SNAP, "csv", 1, "a.csv")
+    assert result_line(meta, "out/a.csv", "out/a.csv.meta.json") == dict(
+        meta, file="out/a.csv", meta_file="out/a.csv.meta.json")
+    assert meta["file"] == "a.csv"  # the sidecar keeps the base name
+    assert summary_line(meta, "out/a.csv") == ("canvas.accounts: snapshot at "
+                                               "2024-07-13T09:30:00Z, 1 row -> out/a.csv "
+                                               "(next since 2024-07-13T09:30:00Z)")
+    meta = job_metadata("canvas", "accounts", INC, "jsonl", 12, "-")
+    assert summary_line(meta, "stdout") == (
+        "canvas.accounts: incremental since 2024-07-13T09:30:00Z until 2024-07-14T00:00:00Z, "
+        "12 rows -> stdout (next since 2024-07-14T00:00:00Z)")
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "a\\b", "/etc/passwd", ".hidden",
