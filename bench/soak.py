@@ -133,7 +133,7 @@ def soak_run(run_seed: int) -> Dict[str, Any]:
         # with the frontier (a table the last step's kill attempts left behind), and those
         # already there ask for an empty window; then all must equal the current state
         driver.step("incremental", p["formats"][0])
-        found = driver.verify(at_frontier=True)
+        found = driver.verify()
         for comparison, duplicated, orphans, lagging in found.values():
             result["lost"] += comparison.rows_lost
             result["duplicated"] += duplicated

@@ -322,17 +322,9 @@ class ChainDriver:
         raise Unrecovered("%s did not complete in %d runs: %s" % (
             command, kills + self.max_reruns, self.last_stderr[-800:]))
 
-    def truth(self, table: str, point: Optional[str] = None) -> Dict[str, dict]:
-        """The simulator's state of ``table`` at ``point`` (ISO 8601; default its frontier)."""
-        if point is None:
-            return self.sim.current_state(self.namespace, table)
-        from fixtures.simulator import timestamps
-        return self.sim.service.dataset.state(self.namespace, table, timestamps.parse(point))
-
-    def verify(self, at_frontier: bool = True):
+    def verify(self):
         """Rebuild each table from its chain of outputs (walked back from the checkpoint) and
-        compare it with the simulator's state at the frontier (``at_frontier``), or at the
-        chain's end.  Returns {table: (Comparison, changes applied twice, orphans, lagging)}
+        compare it with the simulator's current state.  Returns {table: (Comparison, changes applied twice, orphans, lagging)}
         where orphans are whole outputs of jobs outside the chain and lagging says that the
         chain ends before the frontier.  Chain problems go to ``problems``.  A failing table
         must have neither outputs nor a checkpoint.  No object download may have carried a
@@ -359,7 +351,7 @@ class ChainDriver:
             self.problems.extend(problems)
             got, duplicated = checks.reconstruct(self.out, chain)
             end = checkpoint["next_since"]
-            truth = self.truth(table, None if at_frontier else end)
+            truth = self.sim.current_state(self.namespace, table)
             jobs = {m.get("job_id") for m in chain}
             orphans = [m["file"] for m in listing.outputs(self.namespace, table)
                        if m.get("job_id") not in jobs]
