@@ -27,7 +27,7 @@ from .errors import (
 
 __all__ = [
     "RetryPolicy", "Answer", "Decision", "decide", "backoff_delay", "next_poll_delay",
-    "pace_delay", "parse_retry_after", "CALLS", "ACTIONS",
+    "poll_wait", "JOB_DEADLINE", "pace_delay", "parse_retry_after", "CALLS", "ACTIONS",
 ]
 
 CALLS = ("login", "api", "download")
@@ -166,6 +166,22 @@ def next_poll_delay(attempt: int, jitter: float, first: float = 0.5, factor: flo
     except OverflowError:
         base = cap
     return min(cap, base * (0.8 + 0.4 * _clamp01(jitter)))
+
+
+#: how long one query job may stay waiting or running before dap gives up on it. DAP takes
+#: seconds to many minutes; hours mean something is wrong, and a nightly job must end.
+JOB_DEADLINE = 6 * 3600.0
+
+
+def poll_wait(attempt: int, elapsed: float, jitter: float,
+              deadline: Optional[float] = JOB_DEADLINE, **schedule: float) -> Optional[float]:
+    """Seconds to wait before the `attempt`-th poll of a job that has been pending for
+    `elapsed` seconds, or None when that poll would come after `deadline` (give up).
+    `schedule` passes `first`, `factor` and `cap` on to `next_poll_delay`."""
+    delay = next_poll_delay(attempt, jitter, **schedule)
+    if deadline is not None and elapsed + delay > deadline:
+        return None
+    return delay
 
 
 def pace_delay(now: float, recent_calls: Iterable[float], limit: int,

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, Optional, Tuple
 
 from .. import errors, layout
 from ..credentials import Credentials
+from ..policy import JOB_DEADLINE
 from ..queries import check_stdout_format
 from .download import ObjectUrls, fetch_part
 from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, check_object_url
@@ -87,6 +88,8 @@ class Client:
     :param retry_policy: a ``dap_core.policy.RetryPolicy`` (bounded retries, growing delays).
     :param pacing: wait rather than exceed the service's per-minute limits (default on);
         ``pace_window`` is the limits' window in seconds (60).
+    :param job_deadline: seconds a query job may stay pending before ``run`` gives up with
+        ``ServiceUnavailable`` (default ``policy.JOB_DEADLINE``, 6 hours; None: no limit).
     :param progress: a :class:`Progress` receiving events while downloading.
     """
 
@@ -97,6 +100,7 @@ class Client:
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  pacing: bool = True, pace_window: float = 60.0,
+                 job_deadline: Optional[float] = JOB_DEADLINE,
                  progress: Optional[Progress] = None) -> None:
         if credentials is None:
             raise errors.MissingCredentials("no credentials")
@@ -106,7 +110,7 @@ class Client:
                                     retry_policy=retry_policy, sleep=sleep, rng=rng,
                                     monotonic=monotonic, clock=clock)
         self._session = Session(self._transport, self.base_url, credentials, pacing=pacing,
-                                pace_window=pace_window)
+                                pace_window=pace_window, job_deadline=job_deadline)
         self.progress = progress or Progress()
 
     def __repr__(self) -> str:

@@ -50,7 +50,8 @@ class Session:
 
     def __init__(self, transport, base_url: str, credentials: creds.Credentials, *,
                  token_margin: float = TOKEN_MARGIN, job_margin: float = 600.0,
-                 pacing: bool = True, pace_window: float = 60.0) -> None:
+                 pacing: bool = True, pace_window: float = 60.0,
+                 job_deadline: Optional[float] = policy.JOB_DEADLINE) -> None:
         self.transport = transport
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
@@ -61,6 +62,7 @@ class Session:
         self.job_margin = job_margin
         self.pacing = pacing
         self.pace_window = pace_window
+        self.job_deadline = job_deadline
         self._recent: Dict[str, Deque[float]] = collections.defaultdict(
             lambda: collections.deque(maxlen=16))
         self.logins = 0
@@ -244,11 +246,20 @@ class Session:
 
     def poll(self, job, kind: str, label: str = "",
              on_status: Optional[Callable[[jobs.Job], None]] = None):
-        """Poll ``job`` until it is terminal; the complete job, or ``JobFailed``."""
+        """Poll ``job`` until it is terminal; the complete job, or ``JobFailed``, or
+        ``ServiceUnavailable`` when it is still pending at ``job_deadline``."""
         attempt = 0
+        started = self.transport.monotonic()
         while not jobs.is_terminal(job.status):
             attempt += 1
-            delay = policy.next_poll_delay(attempt, self.transport.rng.random())
+            elapsed = self.transport.monotonic() - started
+            delay = policy.poll_wait(attempt, elapsed, self.transport.rng.random(),
+                                     self.job_deadline)
+            if delay is None:
+                raise errors.ServiceUnavailable(
+                    "job %s of %s is still %s after %d s" % (job.id, label or kind, job.status,
+                                                             int(elapsed)),
+                    "run the same command later: DAP hands back the same job while it lives")
             self.transport.sleep(delay)
             new = self.job_status(job.id, kind)
             jobs.check_transition(job.status, new.status)

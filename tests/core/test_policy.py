@@ -9,7 +9,7 @@ from dap_core.errors import (
     error_from_answer,
 )
 from dap_core.policy import (
-    ACTIONS, Answer, RetryPolicy, backoff_delay, decide, next_poll_delay, pace_delay,
+    ACTIONS, Answer, RetryPolicy, backoff_delay, decide, next_poll_delay, pace_delay, poll_wait,
     parse_retry_after,
 )
 
@@ -189,3 +189,17 @@ def test_retry_after_header_in_seconds_or_as_a_date():
     now = datetime(2015, 10, 21, 7, 28, tzinfo=timezone.utc)
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now) == 30.0
     assert parse_retry_after("-3") == 0.0
+
+
+@given(st.integers(1, 10_000), st.floats(0, 100_000), jitters, st.floats(1, 50_000))
+def test_poll_wait_never_sleeps_past_the_job_deadline(attempt, elapsed, jitter, deadline):
+    wait = poll_wait(attempt, elapsed, jitter, deadline)
+    if wait is None:
+        assert elapsed + next_poll_delay(attempt, jitter) > deadline
+    else:
+        assert wait == next_poll_delay(attempt, jitter)
+        assert elapsed + wait <= deadline
+
+
+def test_poll_wait_without_a_deadline_always_waits():
+    assert poll_wait(3, 10 ** 9, 0.5, None) == next_poll_delay(3, 0.5)

@@ -9,11 +9,11 @@ import os
 
 import pytest
 
-from dap_core import IncrementalQuery, SnapshotQuery, records
+from dap_core import IncrementalQuery, SnapshotQuery, errors, records
 from dap_core.errors import AuthenticationFailed, InvalidInput, JobFailed, NotFound
 from dap_core.timestamps import format_timestamp, parse_timestamp
 
-from .conftest import apply_changes, connect, key_of, read_jsonl
+from .conftest import Sleeper, apply_changes, connect, key_of, read_jsonl
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 
@@ -329,3 +329,16 @@ def test_an_empty_window_handed_back_again_does_not_stall_the_chain(sim):
         job = dap.run(IncrementalQuery("canvas", "users", since=at))
     assert job.since == at and format_timestamp(job.until) == sim.frontier
     assert len(starts()) == 4 and job.id != empty.id
+
+
+def test_a_job_still_pending_at_the_deadline_is_given_up_with_exit_11(make_simulator):
+    sim = make_simulator(job_wait=600)
+    sleeper = Sleeper()
+    virtual_time = lambda: sum(sleeper.delays)  # the clock moves only by the waits asked for
+    with connect(sim, sleeper=sleeper, monotonic=virtual_time, job_deadline=120) as dap:
+        with pytest.raises(errors.ServiceUnavailable) as raised:
+            dap.run(SnapshotQuery("canvas", "accounts"))
+    assert raised.value.exit_status == 11
+    assert "still waiting" in str(raised.value) and "later" in str(raised.value)
+    assert sum(sleeper.delays) <= 120
+    assert sum(sleeper.delays) + 30 > 120  # it did wait until close to the deadline
