@@ -18,17 +18,41 @@ Sinks raise plain ``OSError`` when the disk fails; the caller turns it into ``Ou
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
-from typing import BinaryIO, Optional
+import time
+from typing import BinaryIO, List, Optional
 
-__all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "fsync_directory", "write_file_atomically"]
+__all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "fsync_directory", "write_file_atomically",
+           "remove_stale_temporaries"]
 
 #: Parts are spooled in memory up to this size, then on disk (stdout sink, parquet input).
 SPOOL_MEMORY = 8 * 1024 * 1024
 
 _COPY_CHUNK = 1024 * 1024
+
+#: A temporary file nobody has written to for this long was left by a run that was killed
+#: (a live download writes continuously, and its retries give up within minutes).
+STALE_AFTER = 3600.0
+
+
+def remove_stale_temporaries(final_path: str, now: Optional[float] = None,
+                             older_than: float = STALE_AFTER) -> List[str]:
+    """Delete the temporary files of ``final_path`` that killed runs left behind (untouched
+    for ``older_than`` seconds); the removed paths. Never raises: this is tidying only."""
+    directory, name = os.path.split(os.path.abspath(final_path))
+    now = time.time() if now is None else now
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(directory), "." + glob.escape(name) + ".*.part")):
+        try:
+            if now - os.stat(path).st_mtime >= older_than:
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def fsync_directory(directory: str) -> None:
@@ -118,6 +142,7 @@ class AtomicFile:
         os.replace(self.path, self.final_path)
         fsync_directory(self.directory)
         self.done = True
+        remove_stale_temporaries(self.final_path)
         return self.final_path
 
     def abort(self) -> None:

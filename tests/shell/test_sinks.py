@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from dap_core.shell.sinks import AtomicFile, SpoolSink, StdoutSink, write_file_atomically
+from dap_core.shell.sinks import (
+    STALE_AFTER, AtomicFile, SpoolSink, StdoutSink, write_file_atomically,
+)
 
 
 def names(directory):
@@ -115,3 +117,23 @@ def test_spool_sink_hands_each_verified_part_to_its_consumer():
     sink.mark()
     sink.part_done()
     assert seen == [b"b"]
+
+
+def test_a_commit_removes_temporaries_that_killed_runs_left_for_the_same_output(tmp_path):
+    final = tmp_path / "canvas.accounts.snapshot.20260101T030000Z.csv"
+    stale = tmp_path / ".canvas.accounts.snapshot.20260101T030000Z.csv.k1ll3d.part"
+    recent = tmp_path / ".canvas.accounts.snapshot.20260101T030000Z.csv.l1v3.part"
+    other = tmp_path / ".canvas.users.snapshot.20260101T030000Z.csv.0ld.part"
+    for path in (stale, recent, other):
+        path.write_bytes(b"half a part")
+    long_ago = os.stat(stale).st_mtime - STALE_AFTER - 1
+    os.utime(stale, (long_ago, long_ago))
+    os.utime(other, (long_ago, long_ago))
+
+    with AtomicFile(final) as out:
+        out.write(b"whole\n")
+
+    assert final.read_bytes() == b"whole\n"
+    assert not stale.exists(), "left by a killed run: tidied up"
+    assert recent.exists(), "may belong to a run still writing"
+    assert other.exists(), "another output's temporary is not this commit's business"
