@@ -16,14 +16,16 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from itertools import repeat
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import UnexpectedAnswer
 from .timestamps import format_timestamp
 
 __all__ = [
     "Column", "COLUMN_TYPES", "MISSING", "columns_from_schema", "record_to_row",
-    "flatten_record", "row_to_jsonable", "parquet_type", "encode_csv_row", "encode_tsv_row",
+    "flatten_record", "row_to_jsonable", "records_to_columns", "jsonl_records", "parquet_type",
+    "encode_csv_row", "encode_tsv_row",
     "csv_header", "tsv_header", "decode_tsv_line", "to_json_text", "PartMerger",
     "MERGE_FORMATS",
 ]
@@ -210,9 +212,39 @@ def record_to_row(record: Mapping[str, Any], columns: Sequence[Column]) -> List[
     return row
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def to_json_text(value: Any) -> str:
     """Compact JSON, UTF-8 kept as is: how arrays and objects are written into a column."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
+
+
+def _fast_json_text() -> Callable[[Any], str]:
+    """`to_json_text` without building an encoder per value (`JSONEncoder.encode` makes one
+    each call, which costs several times the encoding of a small array): CPython's C encoder
+    made once, without the circular-reference check (parsed JSON has no cycles).  Used only
+    when it gives the very text `to_json_text` gives."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - an interpreter without the C accelerator
+        return to_json_text
+    try:
+        encode = make(None, _COMPACT.default, json.encoder.encode_basestring, None, ":", ",",
+                      False, False, True)
+        join = "".join
+
+        def fast(value: Any) -> str:
+            return join(encode(value, 0))
+
+        probe = {"a": [1.5, -0.0, 10 ** 20, "\u00fc\n\"", None, True, {}], "b": {"c": []}}
+        if fast(probe) == to_json_text(probe) and fast("x") == to_json_text("x"):
+            return fast
+    except Exception:  # pragma: no cover - another C encoder signature: take the slow road
+        pass
+    return to_json_text  # pragma: no cover
+
+
+_json_text = _fast_json_text()
 
 
 def _jsonable(value: Any, column: Column) -> Any:
@@ -228,18 +260,93 @@ def row_to_jsonable(row: Sequence[Any], columns: Sequence[Column]) -> List[Any]:
     return [_jsonable(value, column) for value, column in zip(row, columns)]
 
 
+def records_to_columns(batch: Sequence[Mapping[str, Any]], columns: Sequence[Column]
+                       ) -> List[List[Any]]:
+    """The values of a batch of records (parsed JSONL lines), one list per column in the
+    order of `columns`: None for null, absent, or a value column of a delete record; json
+    columns as compact JSON text (`to_json_text`); other values as parsed.  Record by record
+    these are `row_to_jsonable(record_to_row(...))`: what a Parquet file holds.
+
+    Built column by column, one pass per level of a column's path, each level shared by the
+    columns under it (`value` once for every `value.*` column): far less Python per value
+    than walking every record for every column."""
+    levels: Dict[Tuple[str, ...], List[Any]] = {(): list(batch)}
+    out: List[List[Any]] = []
+    for column in columns:
+        path = column.path
+        values = levels.get(path)
+        if values is None:
+            depth = len(path) - 1
+            while path[:depth] not in levels:
+                depth -= 1
+            values = levels[path[:depth]]
+            for depth in range(depth + 1, len(path) + 1):
+                name = path[depth - 1]
+                try:  # every value an object (a C loop), as `value` in a snapshot
+                    values = list(map(dict.get, values, repeat(name)))
+                except TypeError:  # nulls, or not objects
+                    values = [v.get(name) if isinstance(v, dict) else None for v in values]
+                levels[path[:depth]] = values
+        if column.type == "json":
+            text = _json_text
+            values = [None if v is None else text(v) for v in values]
+        out.append(values)
+    return out
+
+
 def flatten_record(record: Mapping[str, Any], columns: Sequence[Column]) -> Dict[str, Any]:
-    """{column name: scalar value} of a record, as `row_to_jsonable` makes them."""
-    row = row_to_jsonable(record_to_row(record, columns), columns)
-    return {column.name: value for column, value in zip(columns, row)}
+    """{column name: scalar value} of a record, as `row_to_jsonable` makes them (and
+    `records_to_columns`, of which this is the one-record case)."""
+    values = records_to_columns([record], columns)
+    return {column.name: value[0] for column, value in zip(columns, values)}
+
+
+def _not_a_record(number: int) -> UnexpectedAnswer:
+    return UnexpectedAnswer("line %d of a part of the result is not a JSON object" % number)
+
+
+def jsonl_records(data: bytes, first_line: int = 1) -> List[Dict[str, Any]]:
+    """The records of whole JSONL lines (`data` ends at a line end, or at the end of a part):
+    one dict per line, blank lines skipped; a line that is not a JSON object raises
+    `UnexpectedAnswer` (numbered from `first_line`).
+
+    The lines are parsed as one JSON array (`[` + lines joined by commas + `]`), nearly twice
+    as fast as a `json.loads` per line; the array must have as many elements as there are
+    lines, all objects, or the lines are parsed one by one (blank lines, errors)."""
+    body = data[:-1] if data.endswith(b"\n") else data
+    if not body:
+        return []
+    try:
+        batch = json.loads("[" + body.decode("utf-8").replace("\n", ",") + "]")
+    except ValueError:  # UnicodeDecodeError too
+        batch = None
+    if (type(batch) is list and len(batch) == body.count(b"\n") + 1
+            and set(map(type, batch)) == {dict}):
+        return batch
+    batch = []
+    for number, line in enumerate(body.split(b"\n"), first_line):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError too
+            raise _not_a_record(number) from None
+        if type(record) is not dict:
+            raise _not_a_record(number)
+        batch.append(record)
+    return batch
 
 
 _PARQUET_TYPES = {"integer": "Int64", "number": "float64", "boolean": "boolean",
-                  "timestamp": "datetime64[ns, UTC]", "string": "object", "json": "object"}
+                  "timestamp": "datetime64[us, UTC]", "string": "object", "json": "object"}
 
 
 def parquet_type(column: Column) -> str:
-    """The pandas dtype a Parquet writer gives `column` (nullable integers and booleans)."""
+    """The pandas dtype a Parquet writer gives `column`: nullable integers and booleans,
+    floats (NaN for null), text as objects (json columns as JSON text), and timestamps in
+    microseconds, UTC: Canvas has dates in year 9999, which nanoseconds cannot hold (they end
+    in 2262), and one unit for every row group (pandas would pick seconds for a batch of
+    nulls only)."""
     return _PARQUET_TYPES[column.type]
 
 

@@ -8,17 +8,23 @@ first byte.  ``finish()`` ends the output; the sink's ``commit`` makes it appear
   ``records.PartMerger`` (one CSV/TSV header, JSON array framing, row counting) and straight
   on to the sink.  No per-row Python: the merger works on bytes.  The merger's state is
   copied at each part's start so that a restart rolls it back together with the sink.
-* :class:`ParquetWriter`: each verified part (JSONL, spooled) is parsed in batches of rows,
-  typed by the table's schema and appended to ONE Parquet file, a row group per batch,
-  with fastparquet (imported only here, and only when Parquet is asked for).
+* :class:`ParquetWriter`: each verified part (JSONL, spooled) is parsed a chunk of lines at
+  a time, cut into columns by the core (``records.records_to_columns``), typed into numpy
+  arrays by the table's schema, and written to ONE Parquet file, a row group per few MiB of
+  JSON, with fastparquet (imported only here, and only when Parquet is asked for).  Memory
+  stays the same whatever the table's size.
 
 Any ``OSError`` from the output (a full disk) becomes ``OutputError`` (exit 12).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-import json
+import gc
+import io
+import struct
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors, records
@@ -27,12 +33,24 @@ from .sinks import AtomicFile, SpoolSink
 __all__ = ["StreamWriter", "ParquetWriter", "require_parquet", "output_errors",
            "PARQUET_BATCH_ROWS"]
 
+# Memory (what `bench/run.py` measures: peak RSS under 100 MiB, of which importing pandas
+# and fastparquet takes some 75) is one row group of typed columns, one chunk of parsed
+# records and fastparquet's buffers for one column; and how the heap holds up under them.
 #: a row group holds at most this many rows, or the records of this many bytes of JSON
-#: (parsed records take several times their text in memory)
-PARQUET_BATCH_ROWS = 50_000
-PARQUET_BATCH_BYTES = 4 * 1024 * 1024
-_DECODER = json.JSONDecoder()
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: (typed, a row takes about half its JSON in memory)
+PARQUET_BATCH_ROWS = 65_536
+PARQUET_BATCH_BYTES = 6 * 1024 * 1024
+#: records are typed in chunks of this many bytes of JSON (parsed, they take several
+#: times their text in memory) ...
+PARQUET_CHUNK_BYTES = 192 * 1024
+#: ... parsed from reads of this many bytes of whole lines: large buffers coming and going
+#: between allocations that stay fragment the heap, so that memory only grows
+PARQUET_READ_BYTES = 16 * 1024
+#: a part is spooled in memory up to this size, then on disk
+PARQUET_SPOOL_MEMORY = 1024 * 1024
+PARQUET_COMPRESSION = "SNAPPY"
+_PARQUET_MAGIC = b"PAR1"
+_SEPARATOR = "\x1f"  # between the texts of a column packed into one string
 PARQUET_EXTRA_HINT = "install it with: pip install 'dap[parquet]' (or pip install fastparquet)"
 
 
@@ -132,19 +150,47 @@ class StreamWriter:
 
 
 class ParquetWriter:
-    """Verified JSONL parts -> typed row groups -> one Parquet file, written by fastparquet."""
+    """Verified JSONL parts -> typed row groups -> one Parquet file, written with fastparquet.
+
+    Each verified part (spooled) is read ``PARQUET_READ_BYTES`` of whole lines at a time and
+    parsed (``records.jsonl_records``); every ``PARQUET_CHUNK_BYTES`` of them the records
+    are cut into columns (``records.records_to_columns``), typed into numpy arrays, and
+    dropped.  The typed chunks gather, across parts, into a row group of at most
+    ``batch_rows`` rows or the records of ``PARQUET_BATCH_BYTES`` of JSON, written a column
+    at a time.  So memory holds one chunk of records and one row group of typed columns,
+    whatever the table's size.
+
+    The file is fastparquet's own layout written a row group at a time: its schema is what
+    ``fastparquet.write`` makes of an empty frame of the columns' types
+    (``records.parquet_type``), a row group is ``fastparquet.writer.make_row_group`` of
+    each column, and the footer is written once, by ``finish``
+    (``fastparquet.write(append=True)`` would read and rewrite the footer for every row
+    group: quadratic in their number).  Nothing is written to the file before a part
+    verified, so a restarted part needs nothing undone there.
+    """
 
     def __init__(self, target: AtomicFile, schema: Dict[str, Any], mode: Optional[str],
                  batch_rows: int = PARQUET_BATCH_ROWS, describe: str = "the output") -> None:
         self.fastparquet, self.pandas = require_parquet()
+        import numpy
+        from pandas.api.types import infer_dtype
+        self._types = _ColumnTypes(numpy, self.pandas, infer_dtype)
         self.target = target
         self.describe = describe
         self.columns = records.columns_from_schema(schema.get("schema", schema),
                                                    mode or "expanded")
         self.batch_rows = max(1, batch_rows)
         self.rows = 0
-        self._groups = 0
-        self._spool = SpoolSink(self._write_part)
+        self._groups: List[Any] = []      # each row group's metadata, for the footer
+        self._first_group: Any = None     # the first, as fastparquet's object
+        self._splice: Optional[Tuple[int, int]] = None  # see _keep
+        self._metadata: Any = None        # the file's metadata (schema) once it is begun
+        self._elements: List[Any] = []    # its schema's element of each column
+        self._end = 0                     # where the next row group goes
+        self._pending: List[List[Any]] = [[] for _ in self.columns]  # typed chunks per column
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._spool = SpoolSink(self._write_part, max_memory=PARQUET_SPOOL_MEMORY)
         target.close_handle()  # fastparquet opens the temporary file by name
 
     # -- the part protocol ---------------------------------------------------------------------
@@ -166,8 +212,16 @@ class ParquetWriter:
 
     @output_errors
     def finish(self) -> None:
-        if self._groups == 0:
-            self._write_frame([])  # an empty table still has its typed columns
+        self._flush()
+        if self._metadata is None:
+            self._begin()  # an empty table still has its typed columns
+        if not self._groups:
+            return  # the file as begun is whole: its schema and no row group
+        footer = self._footer()
+        with open(self.target.path, "r+b") as out:
+            out.seek(self._end)
+            out.write(footer + struct.pack("<I", len(footer)) + _PARQUET_MAGIC)
+            out.truncate()
 
     @output_errors
     def commit(self) -> None:
@@ -175,89 +229,342 @@ class ParquetWriter:
 
     def abort(self) -> None:
         self._spool.abort()
+        self._pending = [[] for _ in self.columns]
         self.target.abort()
 
-    # -- writing -----------------------------------------------------------------------------
+    # -- records to typed columns ------------------------------------------------------------
     def _write_part(self, spool) -> None:
-        batch: List[Any] = []
+        with _cyclic_gc_paused():
+            self._write_lines(spool)
+
+    def _write_lines(self, spool) -> None:
+        """Parse a part a (small) read at a time, type it a chunk at a time."""
+        batch: List[Dict[str, Any]] = []
         size = 0
-        loads = _DECODER.decode
-        for line in spool:
-            if not line.strip():
+        begun: List[bytes] = []  # a line begun in earlier reads
+        line = 1
+        while True:
+            data = spool.read(PARQUET_READ_BYTES)
+            end = data.rfind(b"\n") + 1
+            if data and not end:  # a line longer than a read: read on
+                begun.append(data)
                 continue
-            size += len(line)
-            try:
-                record = loads(line.decode("utf-8"))
-            except ValueError:  # UnicodeDecodeError too
-                record = None
-            if type(record) is not dict:
-                raise errors.UnexpectedAnswer("a part of the result holds a line that is not "
-                                              "a JSON object")
-            batch.append(record)
-            if len(batch) >= self.batch_rows or size >= PARQUET_BATCH_BYTES:
-                self._write_frame(batch)
+            if begun:  # (at the end of the part: its last line, without a newline)
+                lines = b"".join(begun + [data[:end]])
+                begun = []
+            else:
+                lines = data[:end] if end < len(data) else data
+            if end < len(data):
+                begun.append(data[end:])
+            if lines:
+                batch += records.jsonl_records(lines, line)
+                line += lines.count(b"\n")
+                size += len(lines)
+            if size >= PARQUET_CHUNK_BYTES or (not data and batch):
+                self._add(batch, size)
                 batch, size = [], 0
-        if batch:
-            self._write_frame(batch)
+            if not data:
+                break
 
-    def _write_frame(self, batch: Sequence[Any]) -> None:
-        frame = frame_from_records(self.pandas, self.columns, batch)
-        self.fastparquet.write(self.target.path, frame, append=self._groups > 0,
-                               write_index=False, compression="SNAPPY", stats=False)
-        self._groups += 1
-        self.rows += len(batch)
+    def _add(self, batch: List[Dict[str, Any]], size: int) -> None:
+        """Type a chunk of records into the pending row group, writing it when full."""
+        count = len(batch)
+        start = 0
+        while start < count:
+            take = min(count - start, self.batch_rows - self._pending_rows)
+            piece = batch if take == count else batch[start:start + take]
+            values = records.records_to_columns(piece, self.columns)
+            del piece
+            for index, column in enumerate(self.columns):
+                self._pending[index].append(self._types.chunk(column, values[index]))
+                values[index] = None  # free each column's values once typed
+            del values
+            self.rows += take
+            self._pending_rows += take
+            self._pending_bytes += size * take // count
+            start += take
+            if (self._pending_rows >= self.batch_rows
+                    or self._pending_bytes >= PARQUET_BATCH_BYTES):
+                self._flush()
+
+    # -- writing -----------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Write the typed chunks gathered so far as one row group."""
+        if not self._pending_rows:
+            return
+        if self._metadata is None:
+            self._begin()
+        rows, self._pending_rows, self._pending_bytes = self._pending_rows, 0, 0
+        # a column at a time, each made whole just before fastparquet writes it and dropped
+        # right after (the row group's metadata is that of the columns' one-column groups)
+        make_row_group = self.fastparquet.writer.make_row_group
+        chunks: List[Any] = []
+        with open(self.target.path, "r+b") as out:
+            out.seek(self._end)
+            for index, column in enumerate(self.columns):
+                typed, self._pending[index] = self._pending[index], []
+                frame = self.pandas.DataFrame(
+                    {column.name: self._types.series(column, typed)}, copy=False)
+                del typed
+                group = make_row_group(out, frame, [self._elements[index]],
+                                       compression=PARQUET_COMPRESSION, stats=False)
+                del frame
+                chunks.extend(group.columns)
+            self._end = out.tell()
+        if group.num_rows != rows:  # pragma: no cover - a fastparquet that counts otherwise
+            raise errors.DapError("fastparquet wrote %s rows of %d" % (group.num_rows, rows))
+        group.columns = chunks
+        group.total_byte_size = sum(c.meta_data.total_uncompressed_size for c in chunks)
+        self._keep(group)
+
+    # -- the footer ------------------------------------------------------------------------------
+    # A row group's metadata as fastparquet's objects takes some 2 KB of memory per column,
+    # 30 times its encoded size: for a table of millions of rows, tens of MiB by the end.
+    # Each row group's is kept encoded instead (thrift compact protocol), and the footer is
+    # the file's metadata encoded with its first row group, the list of one spliced into the
+    # list of all -- once this gave the very bytes fastparquet gives, else the objects are kept.
+
+    def _keep(self, group) -> None:
+        encoded = self._thrift(group)
+        if not self._groups:
+            self._first_group = group
+            metadata = self._metadata
+            metadata.row_groups, metadata.num_rows = [group], group.num_rows
+            self._splice = _splice_point(self._thrift(metadata), encoded)
+            metadata.row_groups, metadata.num_rows = [], 0
+        self._groups.append(encoded if self._splice else group)
+
+    def _footer(self) -> bytes:
+        metadata = self._metadata
+        metadata.num_rows = self.rows
+        if not self._splice:
+            metadata.row_groups = self._groups
+            return self._thrift(metadata)
+        metadata.row_groups = [self._first_group]
+        template = self._thrift(metadata)
+        where = _splice_point(template, self._groups[0])
+        if where is None:  # pragma: no cover - found in the same metadata at the first group
+            raise errors.DapError("cannot write the Parquet footer of %s" % self.describe)
+        at, end = where
+        return b"".join([template[:at], _struct_list_header(len(self._groups))]
+                        + self._groups + [template[end:]])
+
+    def _thrift(self, obj) -> bytes:
+        buffer = io.BytesIO()
+        self.fastparquet.writer.write_thrift(buffer, obj)
+        return buffer.getvalue()
+
+    def _begin(self) -> None:
+        """Write the file of no rows that fastparquet makes of the columns' types, and keep
+        its metadata: row groups then go where its footer was."""
+        frame = self.pandas.DataFrame(
+            {column.name: self._types.series(column, []) for column in self.columns},
+            copy=False)
+        self.fastparquet.write(self.target.path, frame, write_index=False,
+                               compression=PARQUET_COMPRESSION, stats=False,
+                               object_encoding="utf8", times="int64")
+        self._metadata = self.fastparquet.ParquetFile(self.target.path).fmd
+        self._elements = [e for e in self._metadata.schema if e.type is not None]
+        names = [e.name.decode() if isinstance(e.name, bytes) else e.name
+                 for e in self._elements]
+        if names != [c.name for c in self.columns]:
+            raise errors.DapError("fastparquet made an unexpected schema of %d columns"
+                                  % len(self._elements))
+        self._end = len(_PARQUET_MAGIC)
 
 
-def column_values(records_: Sequence[Any], column,
-                  levels: Optional[Dict[Tuple[str, ...], List[Any]]] = None) -> List[Any]:
-    """One column's values of a batch of JSONL records, as Parquet takes them: None for null,
-    absent or (the value columns of) a delete record; json columns as compact JSON text.
+class _ColumnTypes:
+    """A column's values (Python values and None, from ``records.records_to_columns``) as
+    numpy arrays, a chunk at a time, and the chunks of a row group as one pandas column of
+    ``records.parquet_type``.
 
-    Column by column, one comprehension per level of the column's path, each level shared
-    by the columns under it (``levels``, a cache per batch), rather than ``records.
-    record_to_row`` row by row: the same values as ``records.row_to_jsonable``, several
-    times faster, which is what makes Parquet output of large tables bearable."""
-    if levels is None:
-        levels = {}
-    path = column.path
-    values: List[Any] = list(records_)
-    for depth in range(1, len(path) + 1):
-        prefix = path[:depth]
-        cached = levels.get(prefix)
-        if cached is None:
-            name = path[depth - 1]
-            cached = [v.get(name) if type(v) is dict else None for v in values]
-            levels[prefix] = cached
-        values = cached
-    if column.type == "json":
-        text = _COMPACT.encode  # records.to_json_text, without a new encoder per value
-        values = [None if v is None else text(v) for v in values]
-    return values
+    Each kind has a fast way for values of the schema's type, checked in bulk
+    (``infer_dtype``), and falls back to pandas' own conversion otherwise (an integral
+    float in an integer column is that integer); what neither can take raises
+    ``UnexpectedAnswer`` naming the column.  Strings that are not strings (a number in a
+    string column) are written as their JSON text, as CSV writes them."""
+
+    def __init__(self, np, pd, infer_dtype) -> None:
+        self.np, self.pd, self.infer = np, pd, infer_dtype
+        self._by_kind = {"integer": self._integers, "boolean": self._booleans,
+                         "number": self._numbers, "timestamp": self._timestamps,
+                         "string": self._texts, "json": self._texts}
+
+    # -- one chunk ---------------------------------------------------------------------------
+    def chunk(self, column, values: List[Any]) -> Tuple[Any, ...]:
+        try:
+            return self._by_kind[column.type](values)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise errors.UnexpectedAnswer(
+                "a value of the column %s of the result is not of its schema's type %s (%s)"
+                % (column.name, column.type, exc)) from None
+
+    def _objects(self, values: List[Any]):
+        """An object array of ``values`` and what ``infer_dtype`` says of it; kind "mixed"
+        when ``values`` would not make a flat array (lists, say)."""
+        np = self.np
+        try:  # numpy 1.23 or later: several times faster than np.array, and always flat
+            array = np.fromiter(values, dtype=object, count=len(values))
+        except (TypeError, ValueError):  # pragma: no cover - older numpy
+            array = np.array(values, dtype=object)
+            if array.ndim != 1 or len(array) != len(values):
+                return None, "mixed"
+        return array, self.infer(array, skipna=True)
+
+    def _integers(self, values: List[Any]) -> Tuple[Any, ...]:
+        np = self.np
+        array, kind = self._objects(values)
+        if kind in ("integer", "empty"):
+            mask = np.equal(array, None)
+            if mask.any():
+                array[mask] = 0
+            return array.astype(np.int64), mask
+        return self._masked(self.pd.array(values, dtype="Int64"), "int64", 0)
+
+    def _booleans(self, values: List[Any]) -> Tuple[Any, ...]:
+        np = self.np
+        array, kind = self._objects(values)
+        if kind in ("boolean", "empty"):
+            return np.equal(array, True), np.equal(array, None)
+        return self._masked(self.pd.array(values, dtype="boolean"), bool, False)
+
+    def _masked(self, array, dtype, fill) -> Tuple[Any, ...]:
+        return array.to_numpy(dtype=dtype, na_value=fill), self.np.asarray(array.isna())
+
+    def _numbers(self, values: List[Any]) -> Tuple[Any, ...]:
+        array, kind = self._objects(values)
+        if kind in ("floating", "integer", "mixed-integer-float", "empty"):
+            return (array.astype(self.np.float64),)
+        return (self.pd.Series(values, dtype="float64").to_numpy(),)
+
+    def _texts(self, values: List[Any]) -> Tuple[Any, ...]:
+        """A chunk of texts packed into one string (``_SEPARATOR`` between them) and the
+        mask of its nulls: a row group then holds its texts in a few large strings rather
+        than a small object per row (half the memory, and none of it left scattered across
+        the heap when the row group is gone).  Texts that hold the separator stay objects."""
+        np = self.np
+        array, kind = self._objects(values)
+        if kind not in ("string", "empty"):
+            texts = [v if v is None or type(v) is str else records.to_json_text(v)
+                     for v in values]
+            array, kind = self._objects(texts)
+        nulls = np.equal(array, None)
+        present = array[~nulls].tolist() if nulls.any() else array.tolist()
+        if not present:
+            return None, nulls
+        packed = _SEPARATOR.join(present)
+        if packed.count(_SEPARATOR) != len(present) - 1:
+            return (array,)
+        return packed, nulls
+
+    def _timestamps(self, values: List[Any]) -> Tuple[Any, ...]:
+        """UTC texts ending in ``Z`` (as DAP writes them) are parsed by numpy, as naive
+        microseconds; other texts by pandas (an offset, or an error)."""
+        np = self.np
+        texts = [v[:-1] for v in values if type(v) is str and v[-1:] == "Z"]
+        parsed = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy warns of an offset it applied
+                parsed = np.array(texts, dtype="datetime64[us]")
+        except (ValueError, Warning):
+            pass
+        if parsed is not None and not np.isnat(parsed).any():  # "" or "NaT" are no time
+            if len(texts) == len(values):
+                return (parsed,)
+            present = ~np.equal(np.fromiter(values, dtype=object, count=len(values)), None)
+            if int(present.sum()) == len(texts):
+                out = np.full(len(values), np.datetime64("NaT", "us"))
+                out[present] = parsed
+                return (out,)
+        array, kind = self._objects(values)
+        if kind not in ("string", "empty"):
+            raise ValueError("not a text")
+        pd = self.pd
+        kwargs = {"format": "ISO8601"} if _major(pd) >= 2 else {}
+        times = pd.to_datetime(pd.Series(array, dtype=object), utc=True, **kwargs)
+        return (times.dt.tz_localize(None).to_numpy().astype("datetime64[us]"),)
+
+    # -- a row group's column ------------------------------------------------------------------
+    def series(self, column, chunks: List[Tuple[Any, ...]]):
+        """The pandas column of ``chunks`` (none: an empty column of the type)."""
+        np, pd = self.np, self.pd
+        kind = column.type
+        if not chunks:
+            chunks = [self._by_kind[kind]([])]
+        if kind in ("string", "json"):
+            # objects stay objects (pandas 3 would make a frame's column of texts its "str")
+            return pd.Series(self._unpacked_texts(chunks), dtype=object, copy=False)
+        parts = [np.concatenate(p) if len(chunks) > 1 else p[0] for p in zip(*chunks)]
+        if kind == "integer":
+            return pd.arrays.IntegerArray(parts[0], parts[1])
+        if kind == "boolean":
+            return pd.arrays.BooleanArray(parts[0], parts[1])
+        if kind == "timestamp":
+            try:
+                return pd.Series(parts[0], copy=False).dt.tz_localize("UTC")
+            except (ValueError, OverflowError) as exc:  # pandas before 2.0: nanoseconds only
+                raise errors.InvalidInput(
+                    "the column %s holds a date this pandas cannot hold (%s)"
+                    % (column.name, exc), "install pandas 2.0 or later") from None
+        return parts[0]
+
+    def _unpacked_texts(self, chunks: List[Tuple[Any, ...]]):
+        """One object array of the texts of ``chunks`` (see ``_texts``), None for null."""
+        np = self.np
+        out = np.empty(sum(len(chunk[-1]) for chunk in chunks), dtype=object)
+        start = 0
+        for chunk in chunks:
+            if len(chunk) == 1:  # kept as objects
+                out[start:start + len(chunk[0])] = chunk[0]
+                start += len(chunk[0])
+                continue
+            packed, nulls = chunk
+            end = start + len(nulls)
+            if packed is not None:
+                texts = packed.split(_SEPARATOR)
+                if nulls.any():
+                    out[start:end][~nulls] = texts
+                else:
+                    out[start:end] = texts
+            start = end
+        return out
 
 
-def frame_from_records(pd, columns, batch: Sequence[Any]):
-    """A pandas DataFrame of a batch of JSONL records, one typed column per schema column
-    (``records.parquet_type``: nullable integers and booleans, UTC timestamps, JSON text)."""
-    data = {}
-    levels: Dict[Tuple[str, ...], List[Any]] = {}
-    for column in columns:
-        values = column_values(batch, column, levels)
-        dtype = records.parquet_type(column)
-        if column.type == "timestamp":
-            series = pd.to_datetime(pd.Series(values, dtype="object"), utc=True,
-                                    format="ISO8601").astype(_timestamp_dtype(pd))
-        elif dtype == "object":
-            series = pd.Series(values, dtype="object")
-        else:
-            series = pd.Series(values, dtype=dtype)
-        data[column.name] = series
-    return pd.DataFrame(data, columns=[c.name for c in columns])
+def _splice_point(metadata: bytes, group: bytes) -> Optional[Tuple[int, int]]:
+    """Where, in the file's metadata encoded with one row group, the list of row groups
+    begins (its header: one element, a struct) and where it ends; None if not found once."""
+    at = metadata.find(group)
+    if at < 1 or metadata[at - 1] != 0x1C or metadata.find(group, at + 1) != -1:
+        return None
+    return at - 1, at + len(group)
 
 
-def _timestamp_dtype(pd) -> str:
-    """Microseconds, UTC: every DAP timestamp fits (years 1 to 9999, as Canvas has them),
-    and one unit for every row group of the file.  pandas infers the unit from the data
-    (seconds when no value has a fraction), and fastparquet writes a seconds column with
-    wrong values, so the unit is always set.  pandas before 2.0 knows only nanoseconds."""
-    major = int(str(pd.__version__).split(".")[0])
-    return "datetime64[us, UTC]" if major >= 2 else "datetime64[ns, UTC]"
+def _struct_list_header(count: int) -> bytes:
+    """The thrift compact protocol's header of a list of ``count`` structs."""
+    if count < 15:
+        return bytes([count << 4 | 0x0C])
+    header = bytearray([0xFC])
+    while count > 0x7F:
+        header.append(count & 0x7F | 0x80)
+        count >>= 7
+    header.append(count)
+    return bytes(header)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    """No cyclic garbage collection while a part's records are parsed and typed: they hold
+    no cycles, yet each chunk of them set off collections of every object in the process
+    (pandas' included), a tenth of the time of a large table."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _major(pd) -> int:
+    return int(str(pd.__version__).split(".")[0])

@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 from dap_core.errors import UnexpectedAnswer
 from dap_core.records import (
     MISSING, Column, columns_from_schema, csv_header, decode_tsv_line, encode_csv_row,
-    encode_tsv_row, flatten_record, parquet_type, record_to_row, row_to_jsonable, tsv_header,
+    encode_tsv_row, flatten_record, jsonl_records, parquet_type, record_to_row,
+    records_to_columns, row_to_jsonable, to_json_text, tsv_header,
 )
 
 SCHEMA = {"type": "object", "properties": {
@@ -251,11 +252,13 @@ def test_headers_round_trip(labels):
 # -- Parquet helpers ------------------------------------------------------------------------------
 
 def test_parquet_types_per_column_type():
+    """What the Parquet writer makes of each kind of column (timestamps in microseconds:
+    Canvas has dates in year 9999, past what nanoseconds reach)."""
     columns = {c.name: c for c in columns_from_schema(SCHEMA)}
     assert parquet_type(columns["key.id"]) == "Int64"
     assert parquet_type(columns["value.score"]) == "float64"
     assert parquet_type(columns["value.is_public"]) == "boolean"
-    assert parquet_type(columns["meta.ts"]) == "datetime64[ns, UTC]"
+    assert parquet_type(columns["meta.ts"]) == "datetime64[us, UTC]"  # year 9999 fits
     assert parquet_type(columns["value.name"]) == "object"
     assert parquet_type(columns["value.tags"]) == "object"
 
@@ -266,3 +269,96 @@ def test_flatten_record_gives_scalars_with_json_text_and_nulls_for_deletes():
     assert flat["value.tags"] == '["x","ü"]' and flat["value.settings"] == '{"a":null}'
     assert flat["key.id"] == 7 and flat["value.attachment.filename"] == "a.pdf"
     assert row_to_jsonable(record_to_row(DELETE, columns), columns)[3:] == [None] * 9
+    assert list(flatten_record(DELETE, columns).values())[3:] == [None] * 9
+
+
+# -- records to Parquet columns (records_to_columns, jsonl_records) ------------------------------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 63, 2 ** 63 - 1),
+                         st.floats(allow_nan=False), st.text(max_size=8))
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=6)
+
+
+def maybe(key, strategy):
+    """A value of `strategy` under `key`, or no such key at all."""
+    return st.one_of(st.just({}), strategy.map(lambda v: {key: v}))
+
+
+def object_of(*fields):
+    return st.tuples(*[maybe(k, s) for k, s in fields]).map(
+        lambda parts: {k: v for part in parts for k, v in part.items()})
+
+
+# records shaped like SCHEMA's, but anything may be absent, null or of another type
+records_like_schema = st.builds(
+    lambda key, value, meta: dict(key, **value, **meta),
+    maybe("key", object_of(("id", json_scalars))),
+    maybe("value", st.one_of(json_values, object_of(
+        ("name", json_scalars), ("created_at", json_scalars), ("score", json_scalars),
+        ("is_public", json_scalars), ("tags", json_values), ("settings", json_values),
+        ("attachment", st.one_of(json_values, object_of(("id", json_scalars),
+                                                        ("filename", json_scalars))))))),
+    maybe("meta", object_of(("ts", json_scalars), ("action", st.sampled_from(["U", "D"])))))
+
+
+@settings(max_examples=300)
+@given(st.lists(records_like_schema, max_size=6), st.sampled_from(["expanded", "condensed"]))
+def test_records_to_columns_are_the_rows_of_each_record(batch, mode):
+    """The batch, column by column, is what row_to_jsonable makes of each record's row."""
+    columns = columns_from_schema(SCHEMA, mode)
+    got = records_to_columns(batch, columns)
+    assert len(got) == len(columns)
+    for index, record in enumerate(batch):
+        want = row_to_jsonable(record_to_row(record, columns), columns)
+        assert [values[index] for values in got] == want
+
+
+def test_records_to_columns_nulls_deletes_nesting_and_json_text():
+    columns = columns_from_schema(SCHEMA)
+    partial = {"key": {"id": 9}, "value": {"name": "y", "attachment": None},
+               "meta": {"ts": "2024-07-15T00:00:00Z", "action": "U"}}
+    got = dict(zip(names(columns), records_to_columns([RECORD, DELETE, partial], columns)))
+    assert got["key.id"] == [7, 8, 9]
+    assert got["meta.action"] == ["U", "D", "U"]
+    assert got["value.attachment.id"] == [3, None, None]
+    assert got["value.attachment.filename"] == ["a.pdf", None, None]
+    assert got["value.tags"] == ['["x","ü"]', None, None]  # compact, UTF-8 kept
+    assert got["value.settings"] == ['{"a":null}', None, None]
+    assert got["value.name"] == ['Ann, "A"', None, "y"]
+    assert records_to_columns([], columns) == [[] for _ in columns]
+    condensed = columns_from_schema(SCHEMA, "condensed")
+    got = dict(zip(names(condensed), records_to_columns([RECORD, DELETE], condensed)))
+    assert got["value.attachment"] == ['{"id":3,"filename":"a.pdf"}', None]
+
+
+@given(json_values)
+def test_json_columns_are_the_text_to_json_text_gives(value):
+    column = Column("value.x", ("value", "x"), "json")
+    want = None if value is None else to_json_text(value)
+    assert records_to_columns([{"value": {"x": value}}], [column]) == [[want]]
+
+
+def jsonl_lines(batch, blank_lines, last_newline):
+    lines = [to_json_text(r).encode() for r in batch]
+    for position in sorted(blank_lines, reverse=True):
+        lines.insert(min(position, len(lines)), b"  " if position % 2 else b"")
+    return b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+
+
+@given(st.lists(records_like_schema, max_size=8), st.lists(st.integers(0, 8), max_size=3),
+       st.booleans())
+def test_jsonl_records_are_the_lines_parsed_one_by_one(batch, blank_lines, last_newline):
+    data = jsonl_lines(batch, blank_lines, last_newline)
+    assert jsonl_records(data) == [json.loads(line) for line in data.split(b"\n")
+                                   if line.strip()]
+
+
+@pytest.mark.parametrize("data,line", [
+    (b'{"a":1}\n[1]\n', 2), (b'{"a":1}\n{"b":2}\n3\n', 3), (b'{"a":1},{"b":2}\n', 1),
+    (b'{"a":\n1}\n', 1), (b'{"a":1}\n\n{"b":\n', 3), (b'{"a":"\xff"}\n', 1), (b"nul\n", 1),
+    (b'{"a":1} {"b":2}\n', 1), (b'{"a":"\xed\xa0\x80"}\n', 1)])
+def test_a_line_that_is_not_one_json_object_is_an_unexpected_answer(data, line):
+    with pytest.raises(UnexpectedAnswer, match="line %d " % (line + 9)):
+        jsonl_records(data, first_line=10)
