@@ -260,6 +260,9 @@ def row_to_jsonable(row: Sequence[Any], columns: Sequence[Column]) -> List[Any]:
     return [_jsonable(value, column) for value, column in zip(row, columns)]
 
 
+_NO_OBJECT: Dict[str, Any] = {}  # never written to
+
+
 def records_to_columns(batch: Sequence[Mapping[str, Any]], columns: Sequence[Column]
                        ) -> List[List[Any]]:
     """The values of a batch of records (parsed JSONL lines), one list per column in the
@@ -271,6 +274,7 @@ def records_to_columns(batch: Sequence[Mapping[str, Any]], columns: Sequence[Col
     columns under it (`value` once for every `value.*` column): far less Python per value
     than walking every record for every column."""
     levels: Dict[Tuple[str, ...], List[Any]] = {(): list(batch)}
+    objects: Dict[Tuple[str, ...], List[Any]] = {}  # a level with {} for what is no object
     out: List[List[Any]] = []
     for column in columns:
         path = column.path
@@ -279,13 +283,15 @@ def records_to_columns(batch: Sequence[Mapping[str, Any]], columns: Sequence[Col
             depth = len(path) - 1
             while path[:depth] not in levels:
                 depth -= 1
-            values = levels[path[:depth]]
             for depth in range(depth + 1, len(path) + 1):
-                name = path[depth - 1]
-                try:  # every value an object (a C loop), as `value` in a snapshot
-                    values = list(map(dict.get, values, repeat(name)))
-                except TypeError:  # nulls, or not objects
-                    values = [v.get(name) if isinstance(v, dict) else None for v in values]
+                parents = objects.get(path[:depth - 1])
+                if parents is None:
+                    parents = levels[path[:depth - 1]]
+                    if not all(map(dict.__instancecheck__, parents)):
+                        parents = [v if isinstance(v, dict) else _NO_OBJECT for v in parents]
+                    objects[path[:depth - 1]] = parents
+                # dict.get over the level, a C loop
+                values = list(map(dict.get, parents, repeat(path[depth - 1])))
                 levels[path[:depth]] = values
         if column.type == "json":
             text = _json_text

@@ -461,29 +461,44 @@ class _ColumnTypes:
         """UTC texts ending in ``Z`` (as DAP writes them) are parsed by numpy, as naive
         microseconds; other texts by pandas (an offset, or an error)."""
         np = self.np
-        texts = [v[:-1] for v in values if type(v) is str and v[-1:] == "Z"]
-        parsed = None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # numpy warns of an offset it applied
-                parsed = np.array(texts, dtype="datetime64[us]")
-        except (ValueError, Warning):
-            pass
-        if parsed is not None and not np.isnat(parsed).any():  # "" or "NaT" are no time
-            if len(texts) == len(values):
-                return (parsed,)
-            present = ~np.equal(np.fromiter(values, dtype=object, count=len(values)), None)
-            if int(present.sum()) == len(texts):
-                out = np.full(len(values), np.datetime64("NaT", "us"))
-                out[present] = parsed
-                return (out,)
         array, kind = self._objects(values)
         if kind not in ("string", "empty"):
             raise ValueError("not a text")
-        pd = self.pd
-        kwargs = {"format": "ISO8601"} if _major(pd) >= 2 else {}
-        times = pd.to_datetime(pd.Series(array, dtype=object), utc=True, **kwargs)
-        return (times.dt.tz_localize(None).to_numpy().astype("datetime64[us]"),)
+        nulls = np.equal(array, None)
+        parsed = self._utc_texts(array[~nulls] if nulls.any() else array)
+        if parsed is None:
+            pd = self.pd
+            kwargs = {"format": "ISO8601"} if _major(pd) >= 2 else {}
+            times = pd.to_datetime(pd.Series(array, dtype=object), utc=True, **kwargs)
+            return (times.dt.tz_localize(None).to_numpy().astype("datetime64[us]"),)
+        if not nulls.any():
+            return (parsed,)
+        out = np.full(len(values), np.datetime64("NaT", "us"))
+        out[~nulls] = parsed
+        return (out,)
+
+    def _utc_texts(self, texts):
+        """``texts`` (an object array of str) that all end in ``Z`` as naive microseconds,
+        or None.  Texts of one length (a column as DAP writes it) lose their ``Z`` as
+        bytes, in bulk; others one by one."""
+        np = self.np
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy warns of an offset it applied
+                raw = texts.astype("S") if len(texts) else None
+                width = raw.dtype.itemsize if raw is not None else 0
+                if width > 1 and (raw.view(np.uint8)[width - 1::width] == ord("Z")).all():
+                    parsed = raw.astype("S%d" % (width - 1)).astype("datetime64[us]")
+                else:
+                    stripped = [v[:-1] for v in texts.tolist() if v[-1:] == "Z"]
+                    if len(stripped) != len(texts):
+                        return None
+                    parsed = np.array(stripped, dtype="datetime64[us]")
+        except (UnicodeError, ValueError, Warning):  # not ASCII, or no time numpy knows
+            return None
+        if np.isnat(parsed).any():  # "Z" or "NaTZ" are no time
+            return None
+        return parsed
 
     # -- a row group's column ------------------------------------------------------------------
     def series(self, column, chunks: List[Tuple[Any, ...]]):

@@ -214,6 +214,19 @@ def test_year_9999_and_year_1_timestamps_survive(tmp_path):
     assert frame["meta.ts"][0].to_pydatetime() == dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 
 
+def test_timestamps_of_any_precision_mixed_in_a_column(tmp_path):
+    texts = ["2024-07-13T09:30:00Z", None, "2024-07-13T09:30:00.5Z", "2024-07-13T09:30:00.123Z",
+             "2024-07-13T09:30:00.123456Z", "2024-07-13T09:30:00.1234567Z", "2000-02-29T00:00:00Z"]
+    lines = jsonl(*[dict(UPDATE, key={"id": i}, value={"due_at": text})
+                    for i, text in enumerate(texts)])
+    for batch_rows in (65536, 1):  # a column of several widths, and of one width each
+        _, frame, _ = write_records(tmp_path, [lines], batch_rows=batch_rows)
+        got = [None if str(v) == "NaT" else v.to_pydatetime() for v in frame["value.due_at"]]
+        want = [None if t is None else parse_timestamp(t[:26] + "Z" if len(t) > 27 else t)
+                for t in texts]
+        assert got == want
+
+
 def test_timestamps_with_an_offset_are_turned_to_utc(tmp_path):
     offset = dict(UPDATE, value=dict(UPDATE["value"], due_at="2024-07-13T11:30:00+02:00"))
     _, frame, _ = write_records(tmp_path, [jsonl(offset, SPARSE)])
@@ -277,7 +290,8 @@ def test_values_of_another_type_than_the_schemas(tmp_path):
     assert frame["value.name"][0] == "12.5" and frame["value.attachment.id"][0] == 3
     from dap_core.errors import UnexpectedAnswer
     for bad in ({"score": "many"}, {"attachment": {"id": "x"}}, {"active": "yes"},
-                {"due_at": "tomorrow"}, {"due_at": 1720863000}, {"attachment": {"id": 1.5}}):
+                {"due_at": "tomorrow"}, {"due_at": 1720863000}, {"due_at": "Z"},
+                {"due_at": "2024-07-13T09:30:00Zü"}, {"attachment": {"id": 1.5}}):
         with pytest.raises(UnexpectedAnswer, match="column value"):
             write_records(tmp_path, [jsonl(dict(UPDATE, value=bad))])
 
