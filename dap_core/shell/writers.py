@@ -187,7 +187,8 @@ class ParquetWriter:
         self._metadata: Any = None        # the file's metadata (schema) once it is begun
         self._elements: List[Any] = []    # its schema's element of each column
         self._end = 0                     # where the next row group goes
-        self._pending: List[List[Any]] = [[] for _ in self.columns]  # typed chunks per column
+        self._pending = [_Gathered(numpy) if c.type in _FIXED_WIDTH else _GatheredTexts(numpy)
+                         for c in self.columns]
         self._pending_rows = 0
         self._pending_bytes = 0
         self._spool = SpoolSink(self._write_part, max_memory=PARQUET_SPOOL_MEMORY)
@@ -229,7 +230,8 @@ class ParquetWriter:
 
     def abort(self) -> None:
         self._spool.abort()
-        self._pending = [[] for _ in self.columns]
+        for gathered in self._pending:
+            gathered.take()
         self.target.abort()
 
     # -- records to typed columns ------------------------------------------------------------
@@ -276,7 +278,7 @@ class ParquetWriter:
             values = records.records_to_columns(piece, self.columns)
             del piece
             for index, column in enumerate(self.columns):
-                self._pending[index].append(self._types.chunk(column, values[index]))
+                self._pending[index].add(self._types.chunk(column, values[index]))
                 values[index] = None  # free each column's values once typed
             del values
             self.rows += take
@@ -302,10 +304,9 @@ class ParquetWriter:
         with open(self.target.path, "r+b") as out:
             out.seek(self._end)
             for index, column in enumerate(self.columns):
-                typed, self._pending[index] = self._pending[index], []
                 frame = self.pandas.DataFrame(
-                    {column.name: self._types.series(column, typed)}, copy=False)
-                del typed
+                    {column.name: self._types.series(column, self._pending[index].take())},
+                    copy=False)
                 group = make_row_group(out, frame, [self._elements[index]],
                                        compression=PARQUET_COMPRESSION, stats=False)
                 del frame
@@ -371,6 +372,96 @@ class ParquetWriter:
             raise errors.DapError("fastparquet made an unexpected schema of %d columns"
                                   % len(self._elements))
         self._end = len(_PARQUET_MAGIC)
+
+
+_FIXED_WIDTH = ("integer", "boolean", "number", "timestamp")
+
+
+class _Gathered:
+    """One column of numbers or times in the row group being gathered: the values of its
+    chunks copied into arrays that grow as needed and serve row group after row group
+    (thousands of small arrays living as long as a row group, amid the records that come
+    and go, would leave the heap in holes that only grow)."""
+
+    def __init__(self, np) -> None:
+        self.np = np
+        self.arrays: Optional[List[Any]] = None
+        self.rows = 0
+
+    def add(self, typed: Tuple[Any, ...]) -> None:
+        count = len(typed[0])
+        if self.arrays is None or self.rows + count > len(self.arrays[0]):
+            size = max(4096, 2 * (self.rows + count))
+            arrays = [self.np.empty(size, dtype=part.dtype) for part in typed]
+            if self.arrays is not None:
+                for new, old in zip(arrays, self.arrays):
+                    new[:self.rows] = old[:self.rows]
+            self.arrays = arrays
+        for array, part in zip(self.arrays, typed):
+            array[self.rows:self.rows + count] = part
+        self.rows += count
+
+    def take(self) -> List[Tuple[Any, ...]]:
+        """The values gathered, as one chunk (views of the arrays, valid until the next
+        ``add``), and start again."""
+        if not self.rows or self.arrays is None:
+            return []
+        chunk = tuple(array[:self.rows] for array in self.arrays)
+        self.rows = 0
+        return [chunk]
+
+
+class _GatheredTexts:
+    """One column of texts in the row group being gathered: the UTF-8 of its chunks' packed
+    texts in one buffer, and their nulls in another, both reused row group after row group
+    (see ``_Gathered``); a chunk kept as objects (texts holding the separator) on the side."""
+
+    def __init__(self, np) -> None:
+        self.np = np
+        self.nulls = np.empty(0, dtype=bool)
+        self.rows = 0
+        self.text = bytearray()
+        self.size = 0
+        self.packs = 0
+        self.objects: List[Tuple[int, Any]] = []
+
+    def add(self, typed: Tuple[Any, ...]) -> None:
+        if len(typed) == 1:  # kept as objects: null for the packed texts, laid over them
+            objects = typed[0]
+            self._add_nulls(self.np.ones(len(objects), dtype=bool))
+            self.objects.append((self.rows - len(objects), objects))
+            return
+        packed, nulls = typed
+        self._add_nulls(nulls)
+        if packed is None:
+            return
+        data = (_SEPARATOR + packed if self.packs else packed).encode("utf-8", "surrogatepass")
+        self.text[self.size:self.size + len(data)] = data
+        self.size += len(data)
+        self.packs += 1
+
+    def _add_nulls(self, nulls) -> None:
+        count = len(nulls)
+        if self.rows + count > len(self.nulls):
+            grown = self.np.empty(max(4096, 2 * (self.rows + count)), dtype=bool)
+            grown[:self.rows] = self.nulls[:self.rows]
+            self.nulls = grown
+        self.nulls[self.rows:self.rows + count] = nulls
+        self.rows += count
+
+    def take(self):
+        """The texts gathered as one object array (None for null), and start again."""
+        np = self.np
+        out = np.empty(self.rows, dtype=object)
+        if self.packs:
+            texts = str(memoryview(self.text)[:self.size], "utf-8", "surrogatepass")
+            present = ~self.nulls[:self.rows]
+            out[present] = texts.split(_SEPARATOR)
+        for start, objects in self.objects:
+            out[start:start + len(objects)] = objects
+        self.rows = self.size = self.packs = 0
+        self.objects = []
+        return out
 
 
 class _ColumnTypes:
@@ -501,15 +592,17 @@ class _ColumnTypes:
         return parsed
 
     # -- a row group's column ------------------------------------------------------------------
-    def series(self, column, chunks: List[Tuple[Any, ...]]):
-        """The pandas column of ``chunks`` (none: an empty column of the type)."""
+    def series(self, column, chunks):
+        """The pandas column of ``chunks`` (what a ``_Gathered`` gives; of texts, what a
+        ``_GatheredTexts`` gives; none: an empty column of the type)."""
         np, pd = self.np, self.pd
         kind = column.type
-        if not chunks:
-            chunks = [self._by_kind[kind]([])]
         if kind in ("string", "json"):
             # objects stay objects (pandas 3 would make a frame's column of texts its "str")
-            return pd.Series(self._unpacked_texts(chunks), dtype=object, copy=False)
+            texts = chunks if len(chunks) else np.empty(0, dtype=object)
+            return pd.Series(texts, dtype=object, copy=False)
+        if not chunks:
+            chunks = [self._by_kind[kind]([])]
         parts = [np.concatenate(p) if len(chunks) > 1 else p[0] for p in zip(*chunks)]
         if kind == "integer":
             return pd.arrays.IntegerArray(parts[0], parts[1])
@@ -523,27 +616,6 @@ class _ColumnTypes:
                     "the column %s holds a date this pandas cannot hold (%s)"
                     % (column.name, exc), "install pandas 2.0 or later") from None
         return parts[0]
-
-    def _unpacked_texts(self, chunks: List[Tuple[Any, ...]]):
-        """One object array of the texts of ``chunks`` (see ``_texts``), None for null."""
-        np = self.np
-        out = np.empty(sum(len(chunk[-1]) for chunk in chunks), dtype=object)
-        start = 0
-        for chunk in chunks:
-            if len(chunk) == 1:  # kept as objects
-                out[start:start + len(chunk[0])] = chunk[0]
-                start += len(chunk[0])
-                continue
-            packed, nulls = chunk
-            end = start + len(nulls)
-            if packed is not None:
-                texts = packed.split(_SEPARATOR)
-                if nulls.any():
-                    out[start:end][~nulls] = texts
-                else:
-                    out[start:end] = texts
-            start = end
-        return out
 
 
 def _splice_point(metadata: bytes, group: bytes) -> Optional[Tuple[int, int]]:
