@@ -155,10 +155,11 @@ class ParquetWriter:
     Each verified part (spooled) is read ``PARQUET_READ_BYTES`` of whole lines at a time and
     parsed (``records.jsonl_records``); every ``PARQUET_CHUNK_BYTES`` of them the records
     are cut into columns (``records.records_to_columns``), typed into numpy arrays, and
-    dropped.  The typed chunks gather, across parts, into a row group of at most
-    ``batch_rows`` rows or the records of ``PARQUET_BATCH_BYTES`` of JSON, written a column
-    at a time.  So memory holds one chunk of records and one row group of typed columns,
-    whatever the table's size.
+    dropped.  The typed values gather, across parts, in arrays reused by every row group
+    (``_Gathered``, ``_GatheredTexts``); a row group of at most ``batch_rows`` rows or the
+    records of ``PARQUET_BATCH_BYTES`` of JSON is written a column at a time.  So memory
+    holds one chunk of records and one row group of typed columns, whatever the table's
+    size.
 
     The file is fastparquet's own layout written a row group at a time: its schema is what
     ``fastparquet.write`` makes of an empty frame of the columns' types
@@ -231,7 +232,7 @@ class ParquetWriter:
     def abort(self) -> None:
         self._spool.abort()
         for gathered in self._pending:
-            gathered.take()
+            gathered.clear()
         self.target.abort()
 
     # -- records to typed columns ------------------------------------------------------------
@@ -246,12 +247,14 @@ class ParquetWriter:
         begun: List[bytes] = []  # a line begun in earlier reads
         line = 1
         while True:
-            data = spool.read(PARQUET_READ_BYTES)
+            data = spool.read(PARQUET_READ_BYTES)  # b"" at the end of the part
             end = data.rfind(b"\n") + 1
             if data and not end:  # a line longer than a read: read on
                 begun.append(data)
                 continue
-            if begun:  # (at the end of the part: its last line, without a newline)
+            # the whole lines: what was begun, up to the last line end read (at the end of
+            # the part, what was begun is its last line, without a newline)
+            if begun:
                 lines = b"".join(begun + [data[:end]])
                 begun = []
             else:
@@ -410,6 +413,9 @@ class _Gathered:
         self.rows = 0
         return [chunk]
 
+    def clear(self) -> None:
+        self.rows = 0
+
 
 class _GatheredTexts:
     """One column of texts in the row group being gathered: the UTF-8 of its chunks' packed
@@ -459,9 +465,12 @@ class _GatheredTexts:
             out[present] = texts.split(_SEPARATOR)
         for start, objects in self.objects:
             out[start:start + len(objects)] = objects
+        self.clear()
+        return out
+
+    def clear(self) -> None:
         self.rows = self.size = self.packs = 0
         self.objects = []
-        return out
 
 
 class _ColumnTypes:
@@ -530,9 +539,9 @@ class _ColumnTypes:
 
     def _texts(self, values: List[Any]) -> Tuple[Any, ...]:
         """A chunk of texts packed into one string (``_SEPARATOR`` between them) and the
-        mask of its nulls: a row group then holds its texts in a few large strings rather
-        than a small object per row (half the memory, and none of it left scattered across
-        the heap when the row group is gone).  Texts that hold the separator stay objects."""
+        mask of its nulls, for ``_GatheredTexts`` to keep as UTF-8 in one buffer: not a
+        small object per row for as long as a row group (twice the memory, scattered
+        across the heap).  Texts that hold the separator stay objects."""
         np = self.np
         array, kind = self._objects(values)
         if kind not in ("string", "empty"):
@@ -593,8 +602,8 @@ class _ColumnTypes:
 
     # -- a row group's column ------------------------------------------------------------------
     def series(self, column, chunks):
-        """The pandas column of ``chunks`` (what a ``_Gathered`` gives; of texts, what a
-        ``_GatheredTexts`` gives; none: an empty column of the type)."""
+        """The pandas column of what a ``_Gathered`` gives (chunks of arrays), or for texts
+        a ``_GatheredTexts`` (an object array); ``[]``: an empty column of the type."""
         np, pd = self.np, self.pd
         kind = column.type
         if kind in ("string", "json"):
