@@ -178,7 +178,9 @@ def test_a_login_answer_without_a_token_or_an_expiry_is_unexpected(data):
         parse_login_answer(data, 0.0)
 
 
-@given(st.text(), st.lists(st.text(min_size=1), max_size=4))
+# "\x00" stands in for the redaction marker below, so no secret may hold it
+@given(st.text(), st.lists(st.text(st.characters(exclude_characters="\x00"), min_size=1),
+                           max_size=4))
 def test_redact_leaves_no_secret_behind(text, secrets):
     # a secret may also appear glued to others; build text that contains them all
     full = text + "".join(secrets) + text
