@@ -237,6 +237,9 @@ class ChainDriver:
         self.kills = 0
         self.runs = 0
         self.unmoved = 0
+        # how long the last whole run took: "any moment" kills aim inside such a run, since a
+        # kill timed after the process ended proves nothing (downloads got fast on loopback)
+        self.run_seconds: Optional[float] = None
         self.failures: Dict[int, int] = {}
         self.problems: List[str] = []
         self.last_stderr = ""
@@ -292,14 +295,19 @@ class ChainDriver:
             self.runs += 1
             if number < kills:
                 if self.rng.random() < 0.5:  # at any moment
-                    status = run_and_kill(self.sim, args, self.rng.uniform(0.0, max_delay))
+                    latest = max_delay if self.run_seconds is None else \
+                        min(max_delay, 0.9 * self.run_seconds)
+                    status = run_and_kill(self.sim, args, self.rng.uniform(0.0, latest))
                 else:  # while it writes: after the first bytes of an output
                     status = run_and_kill_while_writing(self.sim, args, self.out,
                                                         self.rng.uniform(0.0, 0.2))
                 self.last_stderr = ""
             else:
+                started = time.monotonic()
                 run = run_dap(self.sim, args)
                 status, self.last_stderr = run.returncode, run.stderr
+                if status == 0:
+                    self.run_seconds = time.monotonic() - started
             if status is None:
                 self.kills += 1
                 self.check("after a kill of %s" % command)
