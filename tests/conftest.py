@@ -16,18 +16,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fixtures.simulator import Simulator  # noqa: E402
+from fixtures.simulator import QUICK_OPTIONS, Simulator  # noqa: E402
 
 #: What tests want by default: quick jobs, no waiting on rate limits, explicit frontier moves.
-TEST_SIMULATOR_OPTIONS = dict(
-    job_wait=0.05,
-    job_run=0.05,
-    no_rate_limits=True,
-    advance_per_job=0,
-    rows={"accounts": 20, "users": 60, "courses": 20, "enrollments": 150, "submissions": 250,
-          "web_logs": 200},
-    rows_per_part=100,
-)
+TEST_SIMULATOR_OPTIONS = QUICK_OPTIONS
 
 
 @pytest.fixture

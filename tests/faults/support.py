@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+from fixtures.simulator import QUICK_OPTIONS
+
 from . import checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,16 +27,7 @@ NAMESPACE = "canvas"
 #: jobs, a frontier that moves only by `sim.advance()`, several parts per result.  The seed
 #: also draws the faults: under 18, `--fail-429 0.3` and `--fail-5xx 0.4` fire at least once
 #: and four times (so a bodyless 504 is among them) on the few API calls of a snapshot.
-DATA_OPTIONS = dict(
-    seed=18,
-    job_wait=0.05,
-    job_run=0.05,
-    no_rate_limits=True,
-    advance_per_job=0,
-    rows={"accounts": 20, "users": 60, "courses": 20, "enrollments": 150, "submissions": 250,
-          "web_logs": 200},
-    rows_per_part=40,
-)
+DATA_OPTIONS = dict(QUICK_OPTIONS, seed=18, rows_per_part=40)
 
 #: the outputs the fault tests cover: (format, where)
 FILE_FORMATS = ("jsonl", "csv", "tsv", "json")
