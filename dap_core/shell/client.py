@@ -164,6 +164,7 @@ class Client:
         except OSError as exc:
             raise errors.OutputError("cannot create a file in %s: %s" % (
                 directory, exc.strerror or exc)) from exc
+        writer = None
         try:
             writer = self._writer(job, query, target, path)
             self._transfer(job, writer, label)
@@ -184,7 +185,8 @@ class Client:
                 meta.abort()
                 raise
         except BaseException:
-            target.abort()
+            # the writer's abort also drops what it holds besides the target (Parquet's spool)
+            (writer or target).abort()
             raise
         log.info("%s: %d rows -> %s", label, writer.rows, path)
         return DownloadResult(path, meta_path, writer.rows, metadata)
