@@ -87,7 +87,12 @@ def start_dap(sim, args: Sequence[str], cwd: Optional[str] = None) -> subprocess
 def run_and_kill(sim, args: Sequence[str], delay: float, cwd: Optional[str] = None) -> Optional[int]:
     """Start `dap`, SIGKILL it after `delay` seconds.  Returns None when the kill landed
     (the process was still running), else the exit status it had already finished with."""
-    proc = start_dap(sim, args, cwd)
+    return _kill_after(start_dap(sim, args, cwd), delay)
+
+
+def _kill_after(proc, delay: float) -> Optional[int]:
+    """SIGKILL `proc` in `delay` seconds: None when the kill landed, else the exit status it
+    had already finished with."""
     try:
         proc.wait(timeout=delay)
         return proc.returncode
@@ -95,9 +100,7 @@ def run_and_kill(sim, args: Sequence[str], delay: float, cwd: Optional[str] = No
         pass
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    if proc.returncode == -signal.SIGKILL:
-        return None
-    return proc.returncode  # pragma: no cover - it ended between the timeout and the kill
+    return None if proc.returncode == -signal.SIGKILL else proc.returncode
 
 
 def run_and_kill_while_writing(sim, args: Sequence[str], directory: str, delay: float,
@@ -114,14 +117,7 @@ def run_and_kill_while_writing(sim, args: Sequence[str], directory: str, delay: 
         time.sleep(0.001)
     if proc.poll() is not None:
         return proc.returncode
-    try:
-        proc.wait(timeout=delay)
-        return proc.returncode
-    except subprocess.TimeoutExpired:
-        pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return None if proc.returncode == -signal.SIGKILL else proc.returncode
+    return _kill_after(proc, delay)
 
 
 def _writing(directory: str, stale) -> bool:
