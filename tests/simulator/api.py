@@ -116,14 +116,23 @@ class Api:
         return [json.loads(line) for part in self.parts(job) for line in part.decode().splitlines()]
 
 
+def as_state_record(record: dict) -> dict:
+    """A record as a state (and a snapshot) holds it: `meta` without `action`."""
+    meta = {k: v for k, v in record["meta"].items() if k != "action"}
+    return dict(record, meta=meta)
+
+
 def apply(state: Dict[str, dict], records: List[dict]) -> Dict[str, dict]:
-    """Apply JSONL records to a state (key text -> record): upsert U, remove D."""
+    """Apply JSONL records to a state (key text -> record without meta.action): upsert a
+    snapshot's record or an incremental's U, remove D."""
     for r in records:
         k = json.dumps(r["key"], sort_keys=True, separators=(",", ":"))
-        if r["meta"]["action"] == "D":
+        action = r["meta"].get("action")
+        if action == "D":
             state.pop(k, None)
         else:
-            state[k] = r
+            assert action in (None, "U"), r
+            state[k] = as_state_record(r)
     return state
 
 

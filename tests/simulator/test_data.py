@@ -13,7 +13,7 @@ from fixtures.simulator.tables import OVERSIZED
 from fixtures.simulator.timeline import Dataset
 from fixtures.simulator.timestamps import HOUR, T0, format_point, parse
 
-from .api import Api, apply, key_text
+from .api import Api, apply, as_state_record, key_text
 
 CANVAS = ("accounts", "users", "courses", "enrollments", "submissions")
 
@@ -22,7 +22,9 @@ CANVAS = ("accounts", "users", "courses", "enrollments", "submissions")
 def test_snapshot_then_chained_incrementals_reconstruct_the_current_state(simulator, namespace, table):
     api = Api(simulator)
     snapshot = api.run(namespace, table, {"format": "jsonl"})
-    state = apply({}, api.records(snapshot))
+    records = api.records(snapshot)
+    assert all(set(r["meta"]) == {"ts"} for r in records), "a snapshot has no meta.action"
+    state = apply({}, records)
     assert state == simulator.current_state(namespace, table)
     since = snapshot["at"]
     for steps in (1, 2, 3):
@@ -34,10 +36,11 @@ def test_snapshot_then_chained_incrementals_reconstruct_the_current_state(simula
         assert len(keys) == len(set(keys)), "keys are unique within a result"
         for r in records:
             assert parse(since) <= parse(r["meta"]["ts"]) < parse(job["until"])
+            assert set(r["meta"]) == {"ts", "action"}
             if r["meta"]["action"] == "D":
                 assert set(r) == {"key", "meta"}
             else:
-                assert set(r) == {"key", "value", "meta"}
+                assert r["meta"]["action"] == "U" and set(r) == {"key", "value", "meta"}
         apply(state, records)
         assert state == simulator.current_state(namespace, table)
         since = job["until"]
@@ -68,7 +71,7 @@ def test_the_latest_version_in_the_window_wins(make_simulator):
     state = sim.current_state("canvas", "accounts")
     for r in records:
         if r["meta"]["action"] == "U":
-            assert state[key_text(r)] == r
+            assert state[key_text(r)] == as_state_record(r)
 
 
 def test_incremental_before_t0_includes_base_rows_committed_in_the_window(make_simulator):

@@ -194,6 +194,8 @@ def test_schema_is_a_json_schema_of_key_value_meta(simulator, namespace, table):
         assert sub["type"] == "object" and isinstance(sub["properties"], dict)
         assert set(sub["required"]) <= set(sub["properties"])
     assert schema["properties"]["meta"]["properties"]["action"]["enum"] == ["U", "D"]
+    # described (incrementals carry it) but not required: a snapshot's records lack it
+    assert schema["properties"]["meta"]["required"] == ["ts"]
     assert schema["properties"]["meta"]["properties"]["ts"]["format"] == "date-time"
 
 
@@ -362,7 +364,7 @@ def test_parquet_is_served_when_fastparquet_is_installed(simulator):
     url = api.part_urls(job)[0]
     assert url.split("?")[0].endswith(".parquet.gz")
     frame = pandas.read_parquet(io.BytesIO(gzip.decompress(request("GET", url).body)))
-    assert list(frame.columns)[:3] == ["meta.ts", "meta.action", "key.id"]
+    assert list(frame.columns)[:2] == ["meta.ts", "key.id"]  # a snapshot: no meta.action
     assert len(frame) == len(simulator.current_state("canvas", "accounts"))
 
 
