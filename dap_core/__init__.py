@@ -23,6 +23,8 @@ Names (imported lazily, so ``import dap_core`` costs almost nothing):
 * :class:`Client` -- a session with the API: ``list_tables``, ``get_schema``, ``run``,
   ``download``, ``write_records``, ``iter_records``; a context manager.
 * :class:`DownloadResult` -- what ``Client.download`` wrote.
+* :class:`Replica` -- DAP tables kept in a database (SQLite, PostgreSQL, MySQL/MariaDB):
+  ``init``, ``sync``, ``drop``, ``list``; :class:`ReplicaResult` -- what one of them did.
 * :func:`resolve_credentials`, :class:`Credentials` -- a client ID and secret, or an API key.
 * :class:`SnapshotQuery`, :class:`IncrementalQuery` -- what to ask for (validated).
 * :func:`parse_timestamp`, :func:`format_timestamp` -- ISO 8601 with a zone.
@@ -40,7 +42,8 @@ _ERRORS = (
     "InvalidCredentials", "MissingCredentials", "ChainError", "StateConflict", "StateCorrupt",
     "ServiceError", "AuthenticationFailed", "Forbidden", "NotFound", "ValidationFailed",
     "OutOfRange", "SnapshotRequired", "JobFailed", "ServiceUnavailable", "RateLimited",
-    "UnexpectedAnswer", "OutputError", "PartialFailure",
+    "UnexpectedAnswer", "OutputError", "PartialFailure", "DatabaseError", "DatabaseBusy",
+    "SchemaChangeRefused", "AlreadyInitialized",
 )
 
 # name -> module that defines it (relative to this package)
@@ -48,6 +51,8 @@ _WHERE: Dict[str, str] = {
     "__version__": ".version",
     "Client": ".shell.client",
     "DownloadResult": ".shell.client",
+    "Replica": ".shell.replica",
+    "ReplicaResult": ".shell.replica",
     "DEFAULT_BASE_URL": ".shell.http",
     "Credentials": ".credentials",
     "resolve_credentials": ".credentials",

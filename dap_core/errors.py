@@ -19,6 +19,9 @@
           UnexpectedAnswer            an answer that does not follow the contract
       OutputError                 12
       PartialFailure              13
+      DatabaseError               14  the database refused or could not be reached
+        DatabaseBusy              15  another run holds the table's lock
+        SchemaChangeRefused       16  a schema change that cannot be applied in place
 
 `str(error)` is always one line: what failed, ` (uuid U)` when the service gave one, then
 `: hint`, what to do about it.
@@ -33,7 +36,8 @@ __all__ = [
     "InvalidCredentials", "MissingCredentials", "ChainError", "StateConflict", "StateCorrupt",
     "ServiceError", "AuthenticationFailed", "Forbidden", "NotFound", "ValidationFailed",
     "OutOfRange", "SnapshotRequired", "JobFailed", "ServiceUnavailable", "RateLimited",
-    "UnexpectedAnswer", "OutputError", "PartialFailure", "EXIT_STATUSES", "exit_status_for",
+    "UnexpectedAnswer", "OutputError", "PartialFailure", "DatabaseError", "DatabaseBusy",
+    "SchemaChangeRefused", "AlreadyInitialized", "EXIT_STATUSES", "exit_status_for",
     "error_from_answer", "one_line",
 ]
 
@@ -196,6 +200,31 @@ class PartialFailure(DapError):
         self.failures = dict(failures or {})
 
 
+class AlreadyInitialized(InvalidInput):
+    """initdb of a table the database already holds."""
+
+
+class DatabaseError(DapError):
+    """The database could not be reached, refused the credentials, or refused a statement."""
+
+    exit_status = 14
+    default_hint = ("check the connection string (host, port, user, password, database) "
+                    "and that the user may create and write tables there")
+
+
+class DatabaseBusy(DatabaseError):
+    """Another run (cron overlap, another machine) holds the table's lock."""
+
+    exit_status = 15
+    default_hint = ("another dap run is replicating this table; let it finish, or wait "
+                    "longer with --lock-wait SECONDS")
+
+
+class SchemaChangeRefused(DatabaseError):
+    exit_status = 16
+    default_hint = "rebuild the table with dap initdb --replace"
+
+
 # The one table of exit statuses; tests check it against the classes above.
 EXIT_STATUSES: Tuple[Tuple[int, Optional[str], str], ...] = (
     (0, None, "success"),
@@ -216,6 +245,11 @@ EXIT_STATUSES: Tuple[Tuple[int, Optional[str], str], ...] = (
                          "status the contract does not name)"),
     (12, "OutputError", "writing the output failed (disk full, I/O error)"),
     (13, "PartialFailure", "several tables asked, some failed (the others' outputs are whole)"),
+    (14, "DatabaseError", "the database could not be reached, refused the login, or refused "
+                          "a statement"),
+    (15, "DatabaseBusy", "another run holds the table's lock in the database"),
+    (16, "SchemaChangeRefused", "the table's new schema cannot be applied in place: "
+                                "initdb --replace"),
     (130, None, "interrupted (SIGINT)"),
 )
 

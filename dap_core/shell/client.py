@@ -73,6 +73,13 @@ def _check_ca_bundle(path: Optional[str]) -> Optional[str]:
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise errors.InvalidInput("the CA bundle %s is not a readable file" % path,
                                   "pass a PEM file of CA certificates to --ca-bundle")
+    import ssl
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput("the CA bundle %s holds no usable CA certificate (%s)" % (
+            path, errors.one_line(getattr(exc, "reason", None) or exc, 120)),
+            "pass a PEM file of CA certificates to --ca-bundle") from None
     return path
 
 
@@ -207,10 +214,18 @@ class Client:
                                        writer.rows, "-")
         return DownloadResult(None, None, writer.rows, metadata)
 
+    def load(self, job, sink, label: Optional[str] = None) -> None:
+        """Stream the job's parts, in order, into ``sink``: an object with ``begin_part(i)``,
+        ``feed(bytes)``, ``restart_part()`` (the part is fed again from its first byte),
+        ``end_part()`` and ``finish()`` -- a database loader, for instance."""
+        self._transfer(job, sink, label or "job %s" % getattr(job, "id", "?"))
+
     def iter_records(self, job) -> Iterator[Dict[str, Any]]:
-        """The job's records as dicts (``key``, ``value``, ``meta``); the job must have been
-        asked for as JSONL (``format="jsonl"``, ``"json"`` or ``"parquet"``).  Each part is
-        verified before its first record is yielded."""
+        """The job's records as dicts (``key``, ``value``, ``meta``) as DAP sends them: a
+        snapshot's ``meta`` holds ``ts`` only, an incremental's also ``action`` (``U``, or
+        ``D`` for a delete, which has no ``value``); use ``record["meta"].get("action")``.
+        The job must have been asked for as JSONL (``format="jsonl"``, ``"json"`` or
+        ``"parquet"``).  Each part is verified before its first record is yielded."""
         objects = tuple(job.objects)
         urls = self._urls(objects)
         for index, object_id in enumerate(objects):
@@ -240,14 +255,17 @@ class Client:
                           check=lambda url: check_object_url(url, self.allow_insecure_http))
 
     def _writer(self, job, query, sink, describe: str):
+        # a snapshot's records carry meta.ts only (no meta.action), as DAP sends them
+        snapshot = query.kind == "snapshot"
         if query.format == "parquet":
             schema = self._schema_for(job, query)
-            return ParquetWriter(sink, schema, query.mode, describe=describe)
+            return ParquetWriter(sink, schema, query.mode, describe=describe, snapshot=snapshot)
 
         def empty_header() -> str:
             from .. import records
             schema = self._schema_for(job, query)
-            columns = records.columns_from_schema(schema["schema"], query.mode or "expanded")
+            columns = records.columns_from_schema(schema["schema"], query.mode or "expanded",
+                                                  action=not snapshot)
             if query.format == "csv":
                 return records.csv_header(columns)
             return records.tsv_header(columns)
