@@ -6,13 +6,18 @@ Rules of `decide`, in order:
 2. 401: on login the credentials are wrong (give up); on an API call the token is refreshed
    once, then give up; on a download (pre-signed URLs carry no token) the URL is refreshed;
 3. 403 on a download is an expired pre-signed URL: refresh it, at most `max_attempts` times;
-4. no answer (connection error, timeout), 408, 429 and 5xx are retried after a delay:
+4. no answer because the host name does not resolve (`failure` "unresolved") gives up at
+   once: asking the resolver again will not make the name exist;
+5. no answer otherwise (refused, reset, timed out), 408, 429 and 5xx are retried after a delay:
    exponential backoff `base_delay * 2**(attempt-1)` capped at `max_delay`, with equal
    jitter (half fixed, half `jitter`), and never less than the server's `Retry-After`
    (which wins over the cap: the server knows when it will take calls again);
    at most `max_attempts` attempts in all; a delay that would pass `deadline` (seconds since
    the first attempt) gives up instead, and so does a `Retry-After` beyond `max_retry_after`;
-5. everything else gives up with the error the answer means.
+   a failure with no answer also gives up rather than retry past `network_deadline`, and a
+   refused connection past `refused_deadline`, so a host that refuses or never answers
+   costs a bounded time (see `network_deadline_for`);
+6. everything else gives up with the error the answer means.
 """
 from __future__ import annotations
 
@@ -28,10 +33,14 @@ from .errors import (
 __all__ = [
     "RetryPolicy", "Answer", "Decision", "decide", "backoff_delay", "next_poll_delay",
     "poll_wait", "JOB_DEADLINE", "pace_delay", "parse_retry_after", "CALLS", "ACTIONS",
+    "FAILURES", "network_deadline_for",
 ]
 
 CALLS = ("login", "api", "download")
 ACTIONS = ("ok", "retry", "refresh_token", "refresh_url", "give_up")
+#: kinds of "no answer": the name does not resolve, the connection was refused, the
+#: connection or the answer timed out, anything else (reset, cut, unreachable)
+FAILURES = ("unresolved", "refused", "timeout", "other")
 _RETRYABLE = frozenset({408, 429}) | frozenset(range(500, 600))
 _MAX_EXPONENT = 60  # 2**60 * any sane base_delay is far past any cap; keeps floats finite
 
@@ -43,6 +52,8 @@ class RetryPolicy:
     max_delay: float = 30.0
     deadline: Optional[float] = None
     max_retry_after: float = 600.0
+    network_deadline: Optional[float] = None
+    refused_deadline: Optional[float] = 20.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -53,16 +64,21 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Answer:
-    """What one attempt got: `status` None means no answer (connection error or timeout)."""
+    """What one attempt got: `status` None means no answer (connection error or timeout),
+    and then `failure` (one of FAILURES, or None when unknown) says which."""
 
     call: str
     status: Optional[int]
     retry_after: Optional[float] = None
     error: Optional[ServiceError] = None
+    failure: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.call not in CALLS:
             raise ValueError("call must be one of %s, not %r" % (", ".join(CALLS), self.call))
+        if self.failure is not None and self.failure not in FAILURES:
+            raise ValueError("failure must be one of %s, not %r" % (", ".join(FAILURES),
+                                                                    self.failure))
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,8 @@ def decide(answer: Answer, attempt: int, elapsed: float, jitter: float,
             status=404, type=error.type, uuid=error.uuid, extra=error.extra))
     if status is not None and status not in _RETRYABLE:
         return _give_up(_error_of(answer))
+    if status is None and answer.failure == "unresolved":
+        return _give_up(_error_of(answer))
 
     if attempt >= policy.max_attempts:
         return _exhausted(answer, attempt, "gave up after %s" % _attempts(attempt))
@@ -153,7 +171,21 @@ def decide(answer: Answer, attempt: int, elapsed: float, jitter: float,
     if policy.deadline is not None and elapsed + delay > policy.deadline:
         return _exhausted(answer, attempt, "gave up after %s: the next try would pass the "
                           "deadline of %gs" % (_attempts(attempt), policy.deadline))
+    limits = [policy.network_deadline] if status is None else []
+    if answer.failure == "refused":
+        limits.append(policy.refused_deadline)
+    limits = [limit for limit in limits if limit is not None]
+    if limits and elapsed + delay > min(limits):
+        return _exhausted(answer, attempt, "gave up after %s in %.0f s" % (_attempts(attempt),
+                                                                            elapsed))
     return Decision("retry", delay=delay)
+
+
+def network_deadline_for(read_timeout: float) -> float:
+    """How long a request that gets no answer is tried again, given the timeout of one
+    attempt: three attempts' worth, and at least 30 s (a refused connection fails at once:
+    30 s of retries ride out a restarting server without hanging a nightly run)."""
+    return max(30.0, 3.0 * float(read_timeout))
 
 
 def next_poll_delay(attempt: int, jitter: float, first: float = 0.5, factor: float = 1.5,

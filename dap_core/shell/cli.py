@@ -46,6 +46,9 @@ Global options:
   --client-secret=SECRET  its secret [env: DAP_CLIENT_SECRET]
                           (a client ID and secret win over an API key)
   --ca-bundle=FILE        trust the CA certificates in FILE (PEM) for https
+  --timeout=SECONDS       give up on an attempt that gets no answer for SECONDS
+                          (a request is tried again for at most 3 x SECONDS,
+                          and at least 30 s) [default: 60]
   --allow-insecure-http   allow plain http to a host that is not loopback
   --loglevel=LEVEL        debug, info, warning or error; logs go to stderr
                           [default: warning]
@@ -243,6 +246,7 @@ class Settings:
         self.base_url = check_base_url(args.get("--base-url") or environ.get("DAP_API_URL")
                                        or DEFAULT_BASE_URL, self.allow_insecure_http)
         self.ca_bundle = args.get("--ca-bundle")
+        self.timeout = parse_timeout(args.get("--timeout"))
         # Credentials: when any is on the command line, the command line alone says which;
         # otherwise the environment does.  A client ID and secret win over an API key.
         if args.get("--client-id") or args.get("--client-secret"):
@@ -306,6 +310,20 @@ class Settings:
         except errors.InvalidInput as exc:
             exc.message = "--%s: %s" % (name, exc.message)
             raise
+
+
+def parse_timeout(text: Optional[str]) -> float:
+    """--timeout: seconds, more than 0 and at most a day; 60 when not given."""
+    if text is None:
+        return 60.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 86400:
+        raise errors.InvalidInput("--timeout takes a number of seconds above 0 (at most a "
+                                  "day), not %r" % text, "pass for example --timeout 60")
+    return value
 
 
 def prepare_directory(path: str) -> None:
@@ -672,6 +690,7 @@ def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,
         options["progress"] = TerminalProgress(err)
         if handler is not None:
             handler.progress = options["progress"]
+    options.setdefault("timeout", (min(10.0, settings.timeout), settings.timeout))
     with Client(settings.base_url, settings.credentials, ca_bundle=settings.ca_bundle,
                 allow_insecure_http=settings.allow_insecure_http, **options) as client:
         secrets.sources.append(client.secrets)

@@ -26,7 +26,7 @@ import zlib
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import errors
-from .http import describe_answer, describe_network_error, tls_failure
+from .http import describe_answer, describe_network_error, log_retry, tls_failure
 
 __all__ = ["CHUNK_SIZE", "Gunzip", "ObjectUrls", "PartStats", "fetch_part"]
 
@@ -223,8 +223,7 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
             urls.refresh(object_id)
             return
         if decision.action == "retry":
-            log.info("%s: %s; retrying in %.1f s", label, describe_answer(answer),
-                     decision.delay)
+            log_retry(label, answer, decision.delay, attempt, transport.retry_policy)
             transport.sleep(decision.delay)
             return
         if decision.action == "ok":  # pragma: no cover - a 206 for offset 0
@@ -239,11 +238,11 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
         try:
             resp = transport.open_stream(url, headers=headers)
         except network_errors as exc:
-            log.debug("%s: request failed: %s", label, describe_network_error(exc))
-            tls = tls_failure(exc, "%s: the TLS certificate of the download host" % label)
+            log.debug("%s: request failed: %s", label, describe_network_error(exc, url))
+            tls = tls_failure(exc, label, url)
             if tls is not None:
                 raise tls from None
-            failed(transport.answer_for("download", None, None, None, exc))
+            failed(transport.answer_for("download", None, None, None, exc, url=url))
             continue
         whole = False  # the body was read to its end: the connection may be reused
         try:
@@ -295,8 +294,8 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
                 continue
             if cut is not None:
                 log.info("%s: connection cut after %d bytes (%s); resuming", label, offset,
-                         describe_network_error(cut))
-                failed(transport.answer_for("download", None, None, None, cut))
+                         describe_network_error(cut, url))
+                failed(transport.answer_for("download", None, None, None, cut, url=url))
                 continue
             if not gunzip.finished():
                 log.warning("%s: gzip stream ends early after %d bytes; downloading it again",

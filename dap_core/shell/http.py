@@ -29,8 +29,8 @@ from .. import errors
 
 __all__ = [
     "DEFAULT_BASE_URL", "Transport", "Reply", "check_base_url", "check_object_url",
-    "is_loopback", "describe_network_error", "network_errors",
-    "loggable_url", "tls_failure", "describe_answer",
+    "is_loopback", "describe_network_error", "network_errors", "network_failure",
+    "loggable_url", "tls_failure", "describe_answer", "log_retry",
 ]
 
 log = logging.getLogger("dap.http")
@@ -117,28 +117,114 @@ def loggable_url(url: str) -> str:
 
 # -- answers -------------------------------------------------------------------------------
 
-def describe_network_error(exc: BaseException) -> str:
-    """A short description of a network failure that never repeats a URL (it may be signed)."""
+def _host_port(url: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """(host, host:port) of ``url`` (never its path or query), or (None, None)."""
+    if not url:
+        return None, None
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None, None
+    if not host:
+        return None, None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    shown = "[%s]" % host if ":" in host else host
+    return host, "%s:%d" % (shown, port)
+
+
+def _cause(exc: BaseException) -> Optional[OSError]:
+    """The OSError with an errno under a urllib3 error (socket.gaierror,
+    ConnectionRefusedError ...), or None."""
+    current: Optional[BaseException] = exc
+    for _ in range(6):
+        if current is None:
+            return None
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        reason = getattr(current, "reason", None)
+        current = reason if isinstance(reason, BaseException) else (
+            current.__cause__ or current.__context__)
+    return None
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    try:
+        from urllib3 import exceptions as ux
+    except ImportError:  # pragma: no cover
+        return exc
+    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
+        return exc.reason
+    return exc
+
+
+def network_failure(exc: BaseException) -> str:
+    """What kind of "no answer" ``exc`` is, for the core (``policy.FAILURES``):
+    ``unresolved`` (the name does not exist; a temporary resolver failure is ``other``),
+    ``refused``, ``timeout`` or ``other``."""
+    import errno
+    import socket
+    from urllib3 import exceptions as ux
+    exc = _unwrap(exc)
+    cause = _cause(exc)
+    if isinstance(exc, ux.NameResolutionError) or isinstance(cause, socket.gaierror):
+        gone = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL")
+                if hasattr(socket, name)}
+        code = getattr(cause, "errno", None)
+        return "unresolved" if code in gone or code is None else "other"
+    if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == \
+            errno.ECONNREFUSED:
+        return "refused"
+    if isinstance(exc, (ux.ConnectTimeoutError, ux.ReadTimeoutError)) and \
+            not isinstance(exc, ux.NewConnectionError):
+        return "timeout"
+    if isinstance(exc, ux.NewConnectionError) and isinstance(cause, (socket.timeout,
+                                                                    TimeoutError)):
+        return "timeout"
+    return "other"
+
+
+def describe_network_error(exc: BaseException, url: Optional[str] = None,
+                           read_timeout: Optional[float] = None) -> str:
+    """A short description of a network failure naming the host and port of ``url`` (never
+    its path or query: a pre-signed URL's signature lives there).
+
+    urllib3 2 makes ``NewConnectionError`` and ``NameResolutionError`` subclasses of
+    ``ConnectTimeoutError``: the most specific kinds are tested first."""
     try:
         from urllib3 import exceptions as ux
     except ImportError:  # pragma: no cover
         ux = None
+    host, where = _host_port(url)
+    exc = _unwrap(exc)
+    cause = _cause(exc)
+    strerror = (getattr(cause, "strerror", None) or "").lower() or None
     if ux is not None:
-        if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
-            exc = exc.reason
-        if isinstance(exc, ux.ConnectTimeoutError):
-            return "connection timed out"
-        if isinstance(exc, (ux.ReadTimeoutError,)):
-            return "read timed out"
+        kind = network_failure(exc)
+        if kind == "unresolved":
+            return "could not resolve %s" % (host or "the host name")
+        if isinstance(exc, ux.NameResolutionError):
+            return "could not resolve %s (%s)" % (host or "the host name",
+                                                  strerror or "the resolver failed")
+        if kind == "refused":
+            return "connection to %s refused" % (where or "the server")
+        if isinstance(exc, ux.ReadTimeoutError):
+            return "no answer from %s within %s" % (
+                where or "the server", "%g s" % read_timeout if read_timeout else "the timeout")
+        if kind == "timeout":
+            return "connection to %s timed out" % (where or "the server")
         if isinstance(exc, ux.NewConnectionError):
-            return "could not connect"
+            return "could not connect to %s%s" % (where or "the server",
+                                                  ": " + strerror if strerror else "")
         if isinstance(exc, ux.SSLError):
-            return "TLS verification failed (use --ca-bundle for a private CA)"
+            return "TLS failed with %s" % (where or "the server")
         if isinstance(exc, ux.ProtocolError):
-            return "connection broken"
+            return "connection to %s broken%s" % (where or "the server",
+                                                  " (%s)" % strerror if strerror else "")
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return type(exc).__name__
+        return "%s%s" % (exc.strerror.lower(), " (%s)" % where if where else "")
+    return type(exc).__name__ + (" (%s)" % where if where else "")
 
 
 def network_errors() -> Tuple[type, ...]:
@@ -190,7 +276,11 @@ class Transport:
         from .. import policy
         self._urllib3 = urllib3
         self._policy_module = policy
-        self.retry_policy = retry_policy if retry_policy is not None else policy.RetryPolicy()
+        if retry_policy is None:
+            # a host that refuses or never answers costs a bounded time, whatever --timeout
+            retry_policy = policy.RetryPolicy(
+                network_deadline=policy.network_deadline_for(timeout[1]))
+        self.retry_policy = retry_policy
         self.sleep = sleep
         self.rng = rng if rng is not None else random.Random()
         self.monotonic = monotonic
@@ -241,20 +331,43 @@ class Transport:
     # -- the policy loop ----------------------------------------------------------------------
     def answer_for(self, call: str, status: Optional[int], headers: Optional[Mapping[str, str]],
                    data: Optional[bytes], exc: Optional[BaseException] = None,
-                   error_context: Optional[Mapping[str, Any]] = None):
-        """The core's view of one outcome: ``policy.Answer``."""
+                   error_context: Optional[Mapping[str, Any]] = None,
+                   url: Optional[str] = None):
+        """The core's view of one outcome: ``policy.Answer``.  ``url`` (for a failure with
+        no answer) names the host and port in the message, never the path or query."""
         policy = self._policy_module
         retry_after = policy.parse_retry_after(headers.get("Retry-After"), self.clock()) \
             if headers is not None else None
+        failure = None
         if status is None:
-            error = errors.ServiceUnavailable(
-                "could not reach DAP: %s" % describe_network_error(exc) if exc else
-                "could not reach DAP (connection error or timeout)")
+            failure = network_failure(exc) if exc is not None else None
+            error = self.network_error(call, exc, url, failure)
         elif 200 <= status < 300:
             error = None
         else:
             error = errors.error_from_answer(status, data, **dict(error_context or {}))
-        return policy.Answer(call, status, retry_after=retry_after, error=error)
+        return policy.Answer(call, status, retry_after=retry_after, error=error,
+                             failure=failure)
+
+    def network_error(self, call: str, exc: Optional[BaseException], url: Optional[str],
+                      failure: Optional[str]) -> errors.ServiceUnavailable:
+        """The error of a request that got no answer: what happened, to which host, and
+        what to do about it."""
+        what = describe_network_error(exc, url, self.timeout.read_timeout) if exc else \
+            "connection error or timeout"
+        api = call != "download"
+        message = ("could not reach DAP: %s" if api else "could not download a part: %s") % what
+        if failure == "unresolved":
+            hint = ("check the host name of the base URL (--base-url or DAP_API_URL)" if api
+                    else "check this machine's DNS settings")
+        elif failure == "refused" and api:
+            hint = ("check the port of the base URL (--base-url or DAP_API_URL) and that the "
+                    "service is up; try again later")
+        elif failure == "timeout":
+            hint = "try again later, or allow more time per request with --timeout SECONDS"
+        else:
+            hint = None
+        return errors.ServiceUnavailable(message, hint)
 
     def decide(self, answer, attempt: int, started: float, token_refreshed: bool = False):
         return self._policy_module.decide(
@@ -284,8 +397,7 @@ class Transport:
                 exc = None
             except self.network_errors as e:
                 reply, exc = None, e
-                tls = tls_failure(e, "%s: the TLS certificate of %s" % (
-                    label, urlsplit(url).hostname))
+                tls = tls_failure(e, label, url)
                 if tls is not None:
                     raise tls from None
             if reply is not None:
@@ -293,8 +405,8 @@ class Transport:
                 answer = self.answer_for(call, reply.status, reply.headers, reply.data,
                                          error_context=error_context)
             else:
-                log.debug("%s -> %s", label, describe_network_error(exc))
-                answer = self.answer_for(call, None, None, None, exc)
+                log.debug("%s -> %s", label, describe_network_error(exc, url))
+                answer = self.answer_for(call, None, None, None, exc, url=url)
             if answer.status is not None and answer.status != 401:
                 # the (renewed) token got past authentication: a later 401 is a new refusal
                 # that earns a new token, not "a fresh token refused" (bounded by attempts)
@@ -305,8 +417,7 @@ class Transport:
                 assert reply is not None
                 return reply
             if action == "retry":
-                log.info("%s: %s; retrying in %.1f s (attempt %d)", label,
-                         describe_answer(answer), decision.delay, attempt)
+                log_retry(label, answer, decision.delay, attempt, self.retry_policy)
                 self.sleep(decision.delay)
                 continue
             if action == "refresh_token" and refresh_token is not None:
@@ -321,17 +432,51 @@ class Transport:
             raise error
 
 
-def tls_failure(exc: BaseException, what: str) -> Optional[errors.ServiceUnavailable]:
-    """The error for a TLS certificate that does not verify (``what`` names it), never
-    retried: it will not verify on a retry either; None when ``exc`` is another failure."""
+_NOT_TLS = ("wrong_version_number", "wrong version number", "record layer failure",
+            "unknown protocol", "http_request", "packet length too long")
+_BAD_BUNDLE = ("no certificate or crl found", "pem lib", "x509: ")
+
+
+def tls_failure(exc: BaseException, label: str, url: Optional[str] = None
+                ) -> Optional[errors.DapError]:
+    """The error for a TLS failure (never retried: it will fail the same way again), telling
+    apart a server that does not speak TLS (an https URL to a plain http port), a CA bundle
+    that holds no certificate, and a certificate that does not verify; None when ``exc`` is
+    another failure.  ``label`` says what was being done."""
     from urllib3 import exceptions as ux
-    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
+    exc = _unwrap(exc)
     if not isinstance(exc, ux.SSLError):
         return None
+    text = str(exc).lower()
+    _, where = _host_port(url)
+    where = where or "the server"
+    if any(mark in text for mark in _NOT_TLS):
+        return errors.ServiceUnavailable(
+            "%s: %s does not speak TLS (an https URL for a plain http server?)" % (label, where),
+            "check the scheme and port of the URL (--base-url or DAP_API_URL)")
+    if any(mark in text for mark in _BAD_BUNDLE):
+        return errors.InvalidInput(
+            "%s: the CA bundle holds no usable certificate" % label,
+            "pass a PEM file of CA certificates to --ca-bundle")
     return errors.ServiceUnavailable(
-        "%s does not verify" % what,
+        "%s: the TLS certificate of %s does not verify%s" % (
+            label, where, " (%s)" % _ssl_reason(exc) if _ssl_reason(exc) else ""),
         "if the host uses a private CA, pass its certificates with --ca-bundle FILE")
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """The short reason of an SSL error: ``certificate verify failed: self-signed ...``."""
+    import re
+    match = re.search(r"certificate verify failed: ([^(]*)", str(exc))
+    return errors.one_line(match.group(1)).rstrip() if match else ""
+
+
+def log_retry(label: str, answer, delay: float, attempt: int, retry_policy) -> None:
+    """One line for a retry as it happens: a failure with no answer (refused, timed out) is
+    a warning, shown at the default log level; an HTTP answer (5xx, 429) is info."""
+    level = logging.WARNING if answer.status is None else logging.INFO
+    log.log(level, "%s: %s; trying again in %.1f s (attempt %d of %d)", label,
+            describe_answer(answer), delay, attempt, retry_policy.max_attempts)
 
 
 def describe_answer(answer) -> str:

@@ -203,3 +203,43 @@ def test_poll_wait_never_sleeps_past_the_job_deadline(attempt, elapsed, jitter, 
 
 def test_poll_wait_without_a_deadline_always_waits():
     assert poll_wait(3, 10 ** 9, 0.5, None) == next_poll_delay(3, 0.5)
+
+
+# -- failures with no answer: which kind decides (#12) ------------------------------------------
+
+def test_a_name_that_does_not_resolve_gives_up_at_once():
+    decision = decide(Answer("login", None, failure="unresolved"), 1, 0, 0.5, RetryPolicy())
+    assert decision.action == "give_up" and decision.error.exit_status == 11
+
+
+@given(st.integers(1, 7), st.floats(0, 100), jitters)
+def test_a_refused_connection_is_retried_only_within_its_deadline(attempt, elapsed, jitter):
+    policy = RetryPolicy(refused_deadline=20.0)
+    decision = decide(Answer("api", None, failure="refused"), attempt, elapsed, jitter, policy)
+    if decision.action == "retry":
+        assert elapsed + decision.delay <= 20.0
+    else:
+        assert elapsed + backoff_delay(attempt, jitter, policy) > 20.0
+        assert "gave up after %d attempt" % attempt in str(decision.error)
+
+
+@given(st.sampled_from(["timeout", "other", None]), st.integers(1, 7), st.floats(0, 1000),
+       jitters)
+def test_no_answer_is_retried_only_within_the_network_deadline(failure, attempt, elapsed,
+                                                                jitter):
+    policy = RetryPolicy(network_deadline=180.0)
+    decision = decide(Answer("api", None, failure=failure), attempt, elapsed, jitter, policy)
+    if decision.action == "retry":
+        assert elapsed + decision.delay <= 180.0
+    else:
+        assert elapsed + backoff_delay(attempt, jitter, policy) > 180.0
+
+
+def test_the_network_deadline_does_not_cut_answers_of_the_service():
+    policy = RetryPolicy(network_deadline=10.0, refused_deadline=1.0)
+    assert decide(Answer("api", 503), 2, 50.0, 0.5, policy).action == "retry"
+
+
+def test_the_network_deadline_allows_three_attempts_of_the_timeout_and_at_least_30_s():
+    from dap_core.policy import network_deadline_for
+    assert network_deadline_for(60) == 180 and network_deadline_for(1) == 30
