@@ -29,7 +29,11 @@ setup(
     ],
     extras_require={
         "parquet": ["fastparquet>=2023.2"],
-        "test": ["pytest>=7", "hypothesis>=6.50", "fastparquet>=2023.2"],
+        # database replication: SQLite needs nothing; these only for their databases
+        "postgresql": ["psycopg[binary]>=3.1,<4"],
+        "mysql": ["PyMySQL>=1.0,<2"],
+        "test": ["pytest>=7", "hypothesis>=6.50", "fastparquet>=2023.2",
+                 "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2"],
     },
     entry_points={"console_scripts": ["dap = dap_core.shell.cli:main"]},
     classifiers=[

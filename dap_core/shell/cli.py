@@ -9,6 +9,13 @@ Usage:
   dap [options] incremental --table=TABLES [--since=TS] [--until=TS]
       [--namespace=NS] [--format=FORMAT] [--mode=MODE]
       [--output-directory=DIR | --output=-] [--state=FILE]
+  dap [options] initdb --table=TABLES [--namespace=NS]
+      [--connection-string=URL] [--replace] [--lock-wait=SECONDS]
+  dap [options] syncdb --table=TABLES [--namespace=NS]
+      [--connection-string=URL] [--reinit-if-needed] [--lock-wait=SECONDS]
+  dap [options] dropdb --table=TABLES [--namespace=NS]
+      [--connection-string=URL] [--lock-wait=SECONDS]
+  dap [options] listdb [--connection-string=URL] [--format=FORMAT]
   dap COMMAND --help
   dap (--help | --version)
 
@@ -17,6 +24,11 @@ Commands:
   schema        write each table's JSON Schema to DIR/<table>.schema.json
   snapshot      download each table as it is now
   incremental   download the changes to each table since a point in time
+  initdb        copy each table into a database (a snapshot) and record where it is
+  syncdb        apply each table's changes since then (initializes a new table)
+  dropdb        remove each table and its checkpoint from the database
+  listdb        print the tables in the database: namespace, table, target,
+                checkpoint, schema version (JSON lines with --format json)
 
 Options:
   --table=TABLES          one table, a comma list (accounts,users) or all
@@ -36,6 +48,17 @@ Options:
                           (several tables only as jsonl)
   --state=FILE            keep the last at/until of each table in FILE (JSON);
                           incremental continues from it
+  --connection-string=URL
+                          the database [env: DAP_CONNECTION_STRING]:
+                          sqlite:///path/file.db, postgresql://user:pw@host/db
+                          or mysql://user:pw@host/db (MariaDB too); when unset,
+                          SQLite in dap.db in the current directory
+  --replace               initdb of a table that is there: build a new copy
+                          beside it and swap it in at once
+  --reinit-if-needed      syncdb: when DAP requires a new snapshot, rebuild the
+                          table (initdb --replace) instead of stopping (exit 9)
+  --lock-wait=SECONDS     wait this long for another run that holds a table's
+                          lock, then stop with exit 15 [default: 0]
 
 Global options:
   --base-url=URL          the DAP API [env: DAP_API_URL]
@@ -70,6 +93,12 @@ Examples:
   dap incremental --table accounts,users --state dap-state.json
   dap incremental --table users --since 2024-07-13T09:30:00Z --output - | jq -c .key
   next=$(dap incremental --table accounts --since "$next" | jq -r .next_since)
+  dap initdb --table accounts                           # into SQLite dap.db
+  dap syncdb --table all                                # nightly: every table
+  dap syncdb --table all --connection-string postgresql://dap@db/canvas_data
+  DAP_CONNECTION_STRING=mysql://dap@db/canvas dap initdb --table users --replace
+  dap listdb --format json
+  dap dropdb --table accounts
 
 Output: with files, stdout gets one JSON line per table (job id, kind, at or
 since/until, next_since, rows, file) and stderr one line saying the same; with
@@ -94,7 +123,10 @@ from .. import errors
 __all__ = ["main", "USAGE", "command_help"]
 
 USAGE = __doc__
-COMMANDS = ("list", "schema", "snapshot", "incremental")
+COMMANDS = ("list", "schema", "snapshot", "incremental", "initdb", "syncdb", "dropdb",
+            "listdb")
+#: commands that talk to the database only, never to DAP (no credentials needed)
+DATABASE_ONLY = ("dropdb", "listdb")
 LOGLEVELS = ("debug", "info", "warning", "error")
 #: exit status when stdout is a closed pipe (128 + SIGPIPE, what a shell reports for a
 #: process killed by SIGPIPE): `set -o pipefail` scripts can tell that not everything was
@@ -249,7 +281,9 @@ class Settings:
         self.timeout = parse_timeout(args.get("--timeout"))
         # Credentials: when any is on the command line, the command line alone says which;
         # otherwise the environment does.  A client ID and secret win over an API key.
-        if args.get("--client-id") or args.get("--client-secret"):
+        if self.command in DATABASE_ONLY:
+            self.credentials = None
+        elif args.get("--client-id") or args.get("--client-secret"):
             self.credentials = resolve_credentials(
                 client_id=args.get("--client-id") or environ.get("DAP_CLIENT_ID"),
                 client_secret=args.get("--client-secret") or environ.get("DAP_CLIENT_SECRET"))
@@ -292,8 +326,10 @@ class Settings:
         if self.ca_bundle is not None:
             from .client import _check_ca_bundle
             _check_ca_bundle(self.ca_bundle)
-        if self.directory is not None and self.command != "list":
+        if self.directory is not None and self.command in ("schema", "snapshot", "incremental"):
             prepare_directory(self.directory)
+        from .dbcommands import database_settings
+        database_settings(self, args, environ)
         self.state = None
         if self.state_path is not None:
             from .state import check_state_path, load_state
@@ -558,14 +594,13 @@ def _query(settings: Settings, table: str, state):
 
 def cmd_query(client, settings: Settings, console: Console) -> int:
     """snapshot and incremental."""
-    from .. import chain, layout
-    from .state import save_state
+    from .. import layout
+    from .state import save_checkpoint
 
-    holder = {"state": settings.state}
     # Every query is made (and so checked: timestamps, checkpoints) before the first job
     # starts; for an explicit list of tables, before the first request.
     tables = _tables(client, settings)
-    queries = {table: _query(settings, table, holder["state"]) for table in tables}
+    queries = {table: _query(settings, table, settings.state) for table in tables}
 
     def work(table: str) -> None:
         query = queries[table]
@@ -577,10 +612,9 @@ def cmd_query(client, settings: Settings, console: Console) -> int:
             result = client.download(job, query, settings.directory)
             where = result.path
         if settings.state_path is not None:
-            # the outputs are durable: now, and only now, the checkpoint moves
-            state = chain.advance(holder["state"], query.namespace, query.table, job)
-            save_state(settings.state_path, state)
-            holder["state"] = state
+            # the outputs are durable: now, and only now, the checkpoint moves (this table's
+            # alone, under the state file's lock: other runs may share the file)
+            save_checkpoint(settings.state_path, query.namespace, query.table, job)
         if not settings.to_stdout:
             console.data_line(json.dumps(layout.result_line(result.metadata, result.path,
                                                             result.meta_path)))
@@ -589,8 +623,15 @@ def cmd_query(client, settings: Settings, console: Console) -> int:
     return _each_table(tables, settings, console, work)
 
 
+def _database_command(client, settings: Settings, console: Console) -> int:
+    from . import dbcommands
+    return dbcommands.run(client, settings, console, _each_table, _tables)
+
+
 HANDLERS = {"list": cmd_list, "schema": cmd_schema, "snapshot": cmd_query,
-            "incremental": cmd_query}
+            "incremental": cmd_query, "initdb": _database_command,
+            "syncdb": _database_command, "dropdb": _database_command,
+            "listdb": _database_command}
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -635,12 +676,16 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         a == "--loglevel" and b.lower() == "debug" for a, b in zip(argv, argv[1:]))
     try:
         args = parse_command_line(argv)
+        args["__format_given__"] = any(a == "--format" or a.startswith("--format=")
+                                       for a in _before_dashes(argv))
         # secrets known from the command line and environment, even before they are checked
         secrets.fixed.extend(v for v in (args.get("--api-key"), args.get("--client-secret"),
                                          env.get("DAP_API_KEY"), env.get("DAP_CLIENT_SECRET"))
                              if v)
         settings = Settings(args, env)
-        secrets.sources.append(settings.credentials.secrets)
+        if settings.credentials is not None:
+            secrets.sources.append(settings.credentials.secrets)
+        secrets.fixed.extend(settings.database_secrets)
         log.setLevel(getattr(logging, settings.loglevel.upper()))
         return _run(settings, console, secrets, err, client_options or {}, handler)
     except errors.DapError as exc:
@@ -685,8 +730,10 @@ def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,
          client_options: Mapping[str, Any], handler: Optional[_Handler] = None) -> int:
     from .client import Client
     options = dict(client_options)
+    if settings.command in DATABASE_ONLY:
+        return HANDLERS[settings.command](None, settings, console)
     if "progress" not in options and _isatty(err) and settings.command in (
-            "snapshot", "incremental"):
+            "snapshot", "incremental", "initdb", "syncdb"):
         options["progress"] = TerminalProgress(err)
         if handler is not None:
             handler.progress = options["progress"]
