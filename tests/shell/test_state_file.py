@@ -57,3 +57,31 @@ def test_a_state_file_that_cannot_be_written_is_an_output_error(tmp_path, monkey
     with pytest.raises(OutputError):
         save_state(str(tmp_path / "state.json"), chain.State())
     assert os.listdir(tmp_path) == []
+
+
+def test_save_checkpoint_rereads_the_file_and_moves_only_its_table(tmp_path):
+    """Another run wrote the file since this run read it: its checkpoint is kept (#12)."""
+    from dap_core.jobs import CompleteIncremental
+    from dap_core.shell.state import save_checkpoint
+    from datetime import timedelta
+    path = tmp_path / "state.json"
+    snap = CompleteSnapshot("job-1", None, ("o",), 1, AT)
+    state = chain.advance(chain.advance(chain.State(), "canvas", "accounts", snap),
+                          "canvas", "users", snap)
+    save_state(str(path), state)  # what both runs read at their start
+    later = AT + timedelta(hours=1)
+    other = chain.advance(state, "canvas", "users",
+                          CompleteIncremental("job-2", None, ("o",), 1, AT, later))
+    save_state(str(path), other)  # the other run saved first
+    mine = save_checkpoint(str(path), "canvas", "accounts",
+                           CompleteIncremental("job-3", None, ("o",), 1, AT, later))
+    on_disk = load_state(str(path))
+    assert on_disk.get("canvas", "users").next_since == later
+    assert on_disk.get("canvas", "accounts").next_since == later
+    assert mine.get("canvas", "users").next_since == later
+    # the same table moved by another run meanwhile: refused, never overwritten
+    with pytest.raises(chain.ChainError):
+        save_checkpoint(str(path), "canvas", "accounts",
+                        CompleteIncremental("job-4", None, ("o",), 1, AT, later))
+    assert load_state(str(path)).get("canvas", "accounts").job_id == "job-3"
+    assert sorted(os.listdir(tmp_path)) == ["state.json", "state.json.lock"]
