@@ -1,10 +1,12 @@
 """Records: the column layout a table's schema implies, rows, CSV/TSV text, and merging parts.
 
 Encoding rules are the contract's ("Records" in dap-api.md):
-- CSV (RFC 4180, `\\n` line ends): a null is the bare word NULL; a string is quoted when it
-  would read as NULL (in any letter case), is empty, or holds a quote, comma, control
-  character, or a leading or trailing blank; a missing value (the value columns of a
-  delete record) is an empty field.
+- CSV (RFC 4180, `\\n` line ends), as DAP's "Data formats" documentation describes it: a null
+  and a missing value (the value columns of a delete record) are an empty field with no
+  characters at all; an empty string is `""`; a string is quoted (quotes doubled) when it
+  holds a quote, comma, tab, newline or carriage return -- and here also another control
+  character or a leading or trailing blank, which a reader gets back the same.  The string
+  `NULL` is an ordinary string.
 - TSV (PostgreSQL COPY text): `\\N` for null and for missing; backslash, tab, newline and
   carriage return escaped with a backslash.
 - Both: booleans `true`/`false`, integers as digits, floats as JSON writes them, arrays and
@@ -157,12 +159,16 @@ def _walk(node: Any, path: Tuple[str, ...], optional: bool, expand: bool,
         out.append(Column(".".join(path), path, "json" if kind == "object" else kind, nullable))
 
 
-def columns_from_schema(schema: Mapping[str, Any], mode: Optional[str] = "expanded"
-                        ) -> Tuple[Column, ...]:
+def columns_from_schema(schema: Mapping[str, Any], mode: Optional[str] = "expanded",
+                        action: bool = True) -> Tuple[Column, ...]:
     """The columns of a table: `meta.ts`, `meta.action` (and any other meta fields), then
     `key.*`, then `value.*` in schema order. `expanded` spreads nested objects of fixed shape
     into dotted columns; `condensed` keeps each as one JSON column; arrays and free-form
-    objects are always one JSON column. Accepts the schema or the `{"schema": ...}` answer."""
+    objects are always one JSON column. Accepts the schema or the `{"schema": ...}` answer.
+
+    `action=False` leaves `meta.action` out, whatever the schema says: the columns of a
+    snapshot as DAP sends it (its records carry `meta.ts` only; incrementals' carry
+    `meta.action` U or D)."""
     if isinstance(schema, dict) and "schema" in schema and "properties" not in schema:
         schema = schema["schema"]
     if not isinstance(schema, dict):
@@ -182,9 +188,12 @@ def columns_from_schema(schema: Mapping[str, Any], mode: Optional[str] = "expand
             _walk(properties[part], (part,), part == "value", expand, schema, seen, found)
         columns[part] = found
     # meta.ts and meta.action come first and exist even when the schema leaves meta out
+    # (meta.action only for an incremental's layout)
     meta = {c.name: c for c in columns["meta"]}
-    first = [meta.get("meta.ts", Column("meta.ts", ("meta", "ts"), "timestamp", False)),
-             meta.get("meta.action", Column("meta.action", ("meta", "action"), "string", False))]
+    first = [meta.get("meta.ts", Column("meta.ts", ("meta", "ts"), "timestamp", False))]
+    if action:
+        first.append(meta.get("meta.action",
+                              Column("meta.action", ("meta", "action"), "string", False)))
     others = [c for c in columns["meta"] if c.name not in ("meta.ts", "meta.action", "meta")]
     return tuple(first + others + columns["key"] + columns["value"])
 
@@ -380,14 +389,12 @@ def _scalar_text(value: Any, json_column: bool) -> Optional[str]:
 
 
 def _csv_field(value: Any, json_column: bool = False) -> str:
-    if value is MISSING:
-        return ""
-    if value is None:
-        return "NULL"
+    if value is None or value is MISSING:
+        return ""  # no characters at all; an empty string is ""
     text = _scalar_text(value, json_column)
     if text is None:
         text = value
-    if text == "" or text.upper() == "NULL" or _CSV_QUOTE.search(text):
+    if text == "" or _CSV_QUOTE.search(text):
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -472,6 +479,9 @@ class PartMerger:
     - json: the same records framed as `[` + records joined by `,\\n` + `]\\n` (`[]\\n` if none);
     - csv/tsv: the first part's header kept, every later part's header checked and dropped;
       with no part at all nothing is written (`header_seen` is False: the caller writes one).
+      The header is taken as the service sends it, with or without `meta.action` (a
+      snapshot's has none, an incremental's has it): only its sameness across parts is
+      checked.
 
     `rows` counts records (CSV: newlines outside quotes)."""
 

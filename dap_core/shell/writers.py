@@ -12,7 +12,9 @@ first byte.  ``finish()`` ends the output; the sink's ``commit`` makes it appear
   a time, cut into columns by the core (``records.records_to_columns``), typed into numpy
   arrays by the table's schema, and written to ONE Parquet file, a row group per few MiB of
   JSON, with fastparquet (imported only here, and only when Parquet is asked for).  Memory
-  stays the same whatever the table's size.
+  stays the same whatever the table's size.  A snapshot's file has no ``meta.action``
+  column, as DAP's snapshot records carry ``meta.ts`` only (unless its records do carry
+  one: see ``ParquetWriter``).
 
 Any ``OSError`` from the output (a full disk) becomes ``OutputError`` (exit 12).
 """
@@ -152,6 +154,13 @@ class StreamWriter:
 class ParquetWriter:
     """Verified JSONL parts -> typed row groups -> one Parquet file, written with fastparquet.
 
+    The columns are the table's (``records.columns_from_schema``).  ``snapshot=True``: the
+    file has a ``meta.action`` column only if the snapshot's records carry one, as the
+    first chunk of records says -- DAP's snapshots do not (``meta.ts`` only), so their
+    files have no such column rather than one of nulls (nor of invented U's); should a
+    later record of such a snapshot carry ``meta.action`` after all, that is an
+    ``UnexpectedAnswer`` rather than a value lost.  An incremental always has the column.
+
     Each verified part (spooled) is read ``PARQUET_READ_BYTES`` of whole lines at a time and
     parsed (``records.jsonl_records``); every ``PARQUET_CHUNK_BYTES`` of them the records
     are cut into columns (``records.records_to_columns``), typed into numpy arrays, and
@@ -171,15 +180,20 @@ class ParquetWriter:
     """
 
     def __init__(self, target: AtomicFile, schema: Dict[str, Any], mode: Optional[str],
-                 batch_rows: int = PARQUET_BATCH_ROWS, describe: str = "the output") -> None:
+                 batch_rows: int = PARQUET_BATCH_ROWS, describe: str = "the output",
+                 snapshot: bool = False) -> None:
         self.fastparquet, self.pandas = require_parquet()
         import numpy
         from pandas.api.types import infer_dtype
+        self._numpy = numpy
         self._types = _ColumnTypes(numpy, self.pandas, infer_dtype)
         self.target = target
         self.describe = describe
-        self.columns = records.columns_from_schema(schema.get("schema", schema),
-                                                   mode or "expanded")
+        self._layout = (schema.get("schema", schema), mode or "expanded")
+        self.columns = records.columns_from_schema(*self._layout, action=not snapshot)
+        # a snapshot's first records decide whether meta.action is a column after all
+        self._watch_action = snapshot
+        self._decided = not snapshot
         self.batch_rows = max(1, batch_rows)
         self.rows = 0
         self._groups: List[Any] = []      # each row group's metadata, for the footer
@@ -188,8 +202,7 @@ class ParquetWriter:
         self._metadata: Any = None        # the file's metadata (schema) once it is begun
         self._elements: List[Any] = []    # its schema's element of each column
         self._end = 0                     # where the next row group goes
-        self._pending = [_Gathered(numpy) if c.type in _FIXED_WIDTH else _GatheredTexts(numpy)
-                         for c in self.columns]
+        self._pending = self._gatherers()
         self._pending_rows = 0
         self._pending_bytes = 0
         self._spool = SpoolSink(self._write_part, max_memory=PARQUET_SPOOL_MEMORY)
@@ -271,8 +284,31 @@ class ParquetWriter:
             if not data:
                 break
 
+    def _gatherers(self) -> List[Any]:
+        numpy = self._numpy
+        return [_Gathered(numpy) if c.type in _FIXED_WIDTH else _GatheredTexts(numpy)
+                for c in self.columns]
+
+    def _check_action(self, batch: List[Dict[str, Any]]) -> None:
+        """A snapshot's file has meta.action only if its records have it: the first chunk
+        decides (nothing is gathered yet); a later record that has it when the file does
+        not is refused, not dropped."""
+        carried = any(type(r.get("meta")) is dict and "action" in r["meta"] for r in batch)
+        if not self._decided:
+            self._decided = True
+            if carried:
+                self.columns = records.columns_from_schema(*self._layout)
+                self._pending = self._gatherers()
+                self._watch_action = False
+        elif carried:
+            raise errors.UnexpectedAnswer(
+                "the snapshot's records disagree on meta.action: some carry it, the first "
+                "ones did not (%s)" % self.describe)
+
     def _add(self, batch: List[Dict[str, Any]], size: int) -> None:
         """Type a chunk of records into the pending row group, writing it when full."""
+        if self._watch_action and batch:
+            self._check_action(batch)
         count = len(batch)
         start = 0
         while start < count:

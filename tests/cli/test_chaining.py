@@ -20,10 +20,13 @@ def apply(state, path):
     with open(path, "rb") as f:
         for line in f:
             record = json.loads(line)
-            if record["meta"]["action"] == "D":
+            action = record["meta"].get("action")  # none in a snapshot
+            if action == "D":
                 state.pop(key_of(record), None)
             else:
-                state[key_of(record)] = record
+                assert action in (None, "U"), record
+                meta = {k: v for k, v in record["meta"].items() if k != "action"}
+                state[key_of(record)] = dict(record, meta=meta)  # as the simulator's state
     return state
 
 

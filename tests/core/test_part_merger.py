@@ -104,6 +104,22 @@ def test_a_later_part_with_another_header_is_refused():
         merger.feed(b"a,c\n3,4\n")
 
 
+@pytest.mark.parametrize("fmt,sep", [("csv", b","), ("tsv", b"\t")])
+def test_headers_with_or_without_meta_action_are_both_taken(fmt, sep):
+    """A snapshot's parts have no meta.action column, an incremental's have it: either
+    header is kept from the first part and dropped from the others."""
+    for names in ([b"meta.ts", b"key.id", b"value.name"],
+                  [b"meta.ts", b"meta.action", b"key.id", b"value.name"]):
+        header = sep.join(names) + b"\n"
+        row = sep.join(b"1" for _ in names) + b"\n"
+        out, merger = merge(fmt, [header + row, header + row + row, header])
+        assert out == header + row * 3 and merger.rows == 3
+    snapshot = sep.join([b"meta.ts", b"key.id"]) + b"\n"
+    incremental = sep.join([b"meta.ts", b"meta.action", b"key.id"]) + b"\n"
+    with pytest.raises(UnexpectedAnswer, match="header"):
+        merge(fmt, [snapshot + b"1" + sep + b"2\n", incremental])
+
+
 def test_a_header_split_across_chunks_is_still_recognised_and_dropped():
     merger = PartMerger("tsv")
     out = merger.feed(b"a\tb\n1\t2\n") + merger.end_part()

@@ -28,7 +28,7 @@ SCHEMA = {"type": "object", "properties": {
         "settings": {"type": "object"}}, "required": ["name"]},
     "meta": {"type": "object", "properties": {
         "ts": {"type": "string", "format": "date-time"},
-        "action": {"type": "string", "enum": ["U", "D"]}}, "required": ["ts", "action"]}}}
+        "action": {"type": "string", "enum": ["U", "D"]}}, "required": ["ts"]}}}
 
 EXPANDED = ["meta.ts", "meta.action", "key.id", "value.name", "value.created_at",
             "value.workflow_state", "value.score", "value.is_public", "value.attachment.id",
@@ -40,6 +40,9 @@ RECORD = {"key": {"id": 7}, "value": {"name": "Ann, \"A\"", "created_at": "2024-
           "settings": {"a": None}},
           "meta": {"ts": "2024-07-13T09:30:00.123Z", "action": "U"}}
 DELETE = {"key": {"id": 8}, "meta": {"ts": "2024-07-14T00:00:00Z", "action": "D"}}
+#: a record of a snapshot, as DAP sends it: meta.ts only
+SNAPSHOT_RECORD = {"key": {"id": 7}, "value": RECORD["value"],
+                   "meta": {"ts": "2024-07-13T09:30:00.123Z"}}
 
 
 def names(columns):
@@ -55,6 +58,36 @@ def test_expanded_layout_of_the_simulator_schema():
     assert types["value.workflow_state"] == "string" and types["value.tags"] == "json"
     assert types["value.settings"] == "json" and types["value.attachment.id"] == "integer"
     assert columns[2] == Column("key.id", ("key", "id"), "integer", False)
+
+
+def test_a_snapshots_layout_has_no_meta_action():
+    """DAP's snapshots carry meta.ts only (their CSV/TSV header has no meta.action), though
+    the schema describes meta.action for incrementals."""
+    for mode in ("expanded", "condensed"):
+        full = columns_from_schema(SCHEMA, mode)
+        snapshot = columns_from_schema(SCHEMA, mode, action=False)
+        assert names(snapshot) == [n for n in names(full) if n != "meta.action"]
+    assert names(columns_from_schema(SCHEMA, action=False))[:2] == ["meta.ts", "key.id"]
+    assert csv_header(columns_from_schema(SCHEMA, action=False)) == \
+        ",".join(n for n in EXPANDED if n != "meta.action") + "\n"
+    no_meta = {"properties": {"key": {"properties": {"id": {"type": "integer"}}}}}
+    assert names(columns_from_schema(no_meta, action=False)) == ["meta.ts", "key.id"]
+    assert names(columns_from_schema(no_meta)) == ["meta.ts", "meta.action", "key.id"]
+
+
+def test_records_of_both_shapes_fill_the_rows():
+    """A snapshot's record has no meta.action: in an incremental's layout that is a null,
+    in a snapshot's layout there is no such column."""
+    full = columns_from_schema(SCHEMA)
+    assert record_to_row(SNAPSHOT_RECORD, full)[:3] == ["2024-07-13T09:30:00.123Z", None, 7]
+    snapshot = columns_from_schema(SCHEMA, action=False)
+    row = record_to_row(SNAPSHOT_RECORD, snapshot)
+    assert row == record_to_row(RECORD, full)[:1] + record_to_row(RECORD, full)[2:]
+    assert encode_csv_row(row, snapshot).startswith("2024-07-13T09:30:00.123Z,7,")
+    assert encode_tsv_row(row, snapshot).startswith("2024-07-13T09:30:00.123Z\t7\t")
+    flat = flatten_record(SNAPSHOT_RECORD, snapshot)
+    assert "meta.action" not in flat and flat["key.id"] == 7
+    assert records_to_columns([SNAPSHOT_RECORD], full)[1] == [None]
 
 
 def test_condensed_layout_keeps_nested_objects_as_one_json_column():
@@ -134,7 +167,7 @@ def test_a_delete_record_renders_with_empty_csv_fields_and_tsv_nulls():
 
 
 @pytest.mark.parametrize("value, text", [
-    (None, "NULL"), ("NULL", '"NULL"'), ("null", '"null"'), ("", '""'), (MISSING, ""),
+    (None, ""), ("NULL", "NULL"), ("null", "null"), ("", '""'), (MISSING, ""),
     ("a,b", '"a,b"'), ('say "hi"', '"say ""hi"""'), (" lead", '" lead"'), ("trail ", '"trail "'),
     ("two\nlines", '"two\nlines"'), ("tab\there", '"tab\there"'), ("plain text", "plain text"),
     ("ünïcødé", "ünïcødé"), (True, "true"), (False, "false"), (42, "42"), (-0.5, "-0.5"),
@@ -143,6 +176,14 @@ def test_a_delete_record_renders_with_empty_csv_fields_and_tsv_nulls():
 ])
 def test_csv_field_examples(value, text):
     assert encode_csv_row([value, 1]) == text + ",1\n"
+
+
+def test_csv_null_and_missing_are_nothing_and_the_empty_string_is_quoted():
+    """DAP's "Data formats": NULL is an empty field with no characters at all, an empty
+    string is "", and the string NULL is an ordinary string."""
+    assert encode_csv_row([None, MISSING, "", "NULL", "x"]) == ',,"",NULL,x\n'
+    assert list(csv.reader(io.StringIO(',,"",NULL,x\n', newline=""))) == [
+        ["", "", "", "NULL", "x"]]
 
 
 @pytest.mark.parametrize("value, text", [
@@ -174,9 +215,7 @@ rows = st.lists(scalars, min_size=2, max_size=6)
 
 def _text_of(value):
     """What a reader that cannot see quotes gets back for `value`."""
-    if value is None:
-        return "NULL"
-    if value is MISSING:
+    if value is None or value is MISSING:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -186,8 +225,9 @@ def _text_of(value):
 
 
 def parse_csv_with_quotes(text):
-    """A strict RFC 4180 reader that tells a quoted field from a bare one:
-    bare NULL -> None, bare empty -> MISSING, anything else -> its text."""
+    """A strict RFC 4180 reader that tells a quoted field from a bare one: a bare empty
+    field -> None (null, or missing: CSV writes both as nothing), anything else -> its
+    text (a quoted empty field is the empty string)."""
     records, fields, i = [], [], 0
     field, quoted = [], False
     while i < len(text):
@@ -206,8 +246,7 @@ def parse_csv_with_quotes(text):
             continue
         if c in ",\n":
             value = "".join(field)
-            fields.append(value if quoted else (None if value == "NULL" else
-                                                MISSING if value == "" else value))
+            fields.append(value if quoted or value else None)
             field, quoted = [], False
             if c == "\n":
                 records.append(fields)
@@ -226,7 +265,8 @@ def test_csv_round_trips_through_stdlib_csv_and_a_quote_aware_reader(table):
     text = "".join(encode_csv_row(row) for row in table)
     assert list(csv.reader(io.StringIO(text, newline=""), strict=True)) == [
         [_text_of(v) for v in row] for row in table]
-    expected = [[v if v is None or v is MISSING else _text_of(v) for v in row] for row in table]
+    expected = [[None if v is None or v is MISSING else _text_of(v) for v in row]
+                for row in table]
     assert parse_csv_with_quotes(text) == expected
 
 

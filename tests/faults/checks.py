@@ -316,8 +316,9 @@ def reconstruct(directory: str, chain: List[dict]) -> Tuple[Dict[str, dict], int
             seen.add(change)
             if record["meta"].get("action") == "D":
                 state.pop(key, None)
-            else:
-                state[key] = record
+            else:  # a snapshot's record (meta.ts only) or an incremental's U
+                meta = {k: v for k, v in record["meta"].items() if k != "action"}
+                state[key] = dict(record, meta=meta)  # as the simulator's state has it
     return state, duplicated
 
 

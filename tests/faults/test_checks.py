@@ -12,8 +12,10 @@ INC = "canvas.t.incremental.20260101T000000Z_20260101T010000Z.jsonl"
 
 
 def record(key, ts, action="U", value=None):
-    out = {"key": {"id": key}, "meta": {"ts": ts, "action": action}}
-    if action == "U":
+    """An incremental's record (action U or D), or with action None a snapshot's (and a
+    state's): meta.ts only."""
+    out = {"key": {"id": key}, "meta": {"ts": ts} if action is None else {"ts": ts, "action": action}}
+    if action != "D":
         out["value"] = {"v": value}
     return out
 
@@ -29,7 +31,7 @@ def write_output(directory, name, records, kind, **window):
 
 
 def chain_directory(tmp_path):
-    write_output(tmp_path, SNAP, [record(1, "t0", value="a"), record(2, "t0", value="b")],
+    write_output(tmp_path, SNAP, [record(1, "t0", None, "a"), record(2, "t0", None, "b")],
                  "snapshot", at="T1")
     meta = write_output(tmp_path, INC, [record(1, "t1", value="a2"), record(2, "t1", "D")],
                         "incremental", since="T1", until="T2")
@@ -38,7 +40,8 @@ def chain_directory(tmp_path):
 
 
 def truth():
-    return {checks.key_text({"id": 1}): record(1, "t1", value="a2")}
+    """The simulator's state: records as a snapshot has them."""
+    return {checks.key_text({"id": 1}): record(1, "t1", None, "a2")}
 
 
 def test_a_whole_chain_passes_every_check(tmp_path):

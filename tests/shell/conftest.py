@@ -43,13 +43,21 @@ def key_of(record) -> str:
     return json.dumps(record["key"], sort_keys=True, separators=(",", ":"))
 
 
+def as_state_record(record) -> dict:
+    """A record as the simulator's state holds it (a snapshot's shape): meta without action."""
+    return dict(record, meta={k: v for k, v in record["meta"].items() if k != "action"})
+
+
 def apply_changes(state: dict, records) -> dict:
-    """Upserts and deletes of JSONL records applied to {key text: record}."""
+    """Upserts and deletes of JSONL records applied to {key text: record without
+    meta.action}: a snapshot's records (meta.ts only) and an incremental's U are upserts."""
     for record in records:
-        if record["meta"]["action"] == "D":
+        action = record["meta"].get("action")
+        if action == "D":
             state.pop(key_of(record), None)
         else:
-            state[key_of(record)] = record
+            assert action in (None, "U"), record
+            state[key_of(record)] = as_state_record(record)
     return state
 
 

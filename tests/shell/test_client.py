@@ -3,6 +3,7 @@ snapshots and incrementals into every format, records as dicts, chaining."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -68,7 +69,8 @@ def test_json_output_is_one_valid_array_of_the_same_records(sim, tmp_path):
 
 
 def _csv_cells(text: str):
-    """RFC 4180 rows of (value, quoted) cells, so that NULL and "NULL" stay apart."""
+    """RFC 4180 rows of (value, quoted) cells, so that null (an empty field) and the empty
+    string ("") stay apart."""
     rows, row, cell, quoted, i, n = [], [], [], False, 0, len(text)
     in_quotes = False
     while i < n:
@@ -127,9 +129,10 @@ def test_csv_and_tsv_parse_back_to_the_values_of_the_jsonl(sim, tmp_path):
         for fmt in ("jsonl", "csv", "tsv"):
             query = SnapshotQuery("canvas", "submissions", format=fmt)
             paths[fmt] = dap.download(dap.run(query), query, str(tmp_path)).path
-    columns = records.columns_from_schema(schema, "expanded")
+    columns = records.columns_from_schema(schema, "expanded", action=False)  # a snapshot
+    assert [c.name for c in columns][:2] == ["meta.ts", "key.id"]
     want = sorted((records.record_to_row(r, columns) for r in read_jsonl(paths["jsonl"])),
-                  key=lambda row: json.dumps(row[2:2 + 1], default=str))
+                  key=lambda row: json.dumps(row[1:2], default=str))
     want = [[_expected(v, c) for v, c in zip(row, columns)] for row in want]
 
     csv_rows = _csv_cells(open(paths["csv"], encoding="utf-8", newline="").read())
@@ -138,10 +141,8 @@ def test_csv_and_tsv_parse_back_to_the_values_of_the_jsonl(sim, tmp_path):
     for row in csv_rows[1:]:
         values = []
         for (text, quoted), column in zip(row, columns):
-            if not quoted and text == "NULL":
-                values.append(None)
-            elif not quoted and text == "":
-                values.append(records.MISSING)
+            if not quoted and text == "":
+                values.append(None)  # null: no characters at all
             else:
                 values.append(_typed(text, column))
         got_csv.append(values)
@@ -172,8 +173,9 @@ def test_parquet_reads_back_with_typed_columns_and_every_row(sim, tmp_path):
         schema = dap.get_schema("canvas", "submissions")["schema"]
         result = dap.download(dap.run(query), query, str(tmp_path))
     frame = fastparquet.ParquetFile(result.path).to_pandas()
-    columns = records.columns_from_schema(schema, "expanded")
+    columns = records.columns_from_schema(schema, "expanded", action=False)
     assert list(frame.columns) == [c.name for c in columns]
+    assert "meta.action" not in frame.columns  # a snapshot, as DAP sends it
     assert len(frame) == result.rows == len(sim.current_state("canvas", "submissions"))
     kinds = {"integer": "Int64", "number": "float64", "boolean": "boolean"}
     for column in columns:
@@ -227,11 +229,106 @@ def test_an_empty_csv_or_tsv_result_still_has_its_header(sim, tmp_path, fmt):
     assert open(result.path, encoding="utf-8").read() == header and result.rows == 0
 
 
+def _service_header(sim, query) -> str:
+    """The first line of the first part the simulator serves for `query`, fetched by hand."""
+    import gzip
+    import urllib.request
+    with connect(sim) as dap:
+        job = dap.run(query)
+        url = dap.session.object_urls([job.objects[0]])[job.objects[0]]
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return gzip.decompress(answer.read()).decode("utf-8").split("\n", 1)[0] + "\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+@pytest.mark.parametrize("kind", ["snapshot", "incremental"])
+def test_a_result_of_no_parts_gets_the_header_the_service_sends(sim, tmp_path, fmt, kind):
+    """With no part to take the header from, it is made from the schema: for a snapshot
+    without meta.action, for an incremental with it, as the service's own parts have it."""
+    since = sim.frontier
+    sim.advance(1)
+    query = (SnapshotQuery("canvas", "users", format=fmt) if kind == "snapshot"
+             else IncrementalQuery("canvas", "users", since=since, format=fmt))
+    served = _service_header(sim, query)
+    assert ("meta.action" in served) == (kind == "incremental")
+    with connect(sim) as dap:
+        job = dataclasses.replace(dap.run(query), objects=())
+        result = dap.download(job, query, str(tmp_path))
+        stream = io.BytesIO()
+        dap.write_records(job, query, stream)
+    assert open(result.path, encoding="utf-8").read() == served and result.rows == 0
+    assert stream.getvalue().decode("utf-8") == served
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv", "parquet"])
+@pytest.mark.parametrize("snapshot_action", [False, True])
+def test_snapshots_have_meta_action_only_if_the_service_sends_it(make_simulator, tmp_path, fmt,
+                                                                snapshot_action):
+    """Files and stdout in every format take both shapes of a snapshot's records; an
+    incremental always has meta.action."""
+    if fmt == "parquet":
+        pytest.importorskip("fastparquet")
+    sim = make_simulator(rows_per_part=17, changes_per_step=20, snapshot_action=snapshot_action)
+    since = sim.frontier
+    sim.advance(2)
+    for query in (SnapshotQuery("canvas", "users", format=fmt),
+                  IncrementalQuery("canvas", "users", since=since, format=fmt)):
+        has = query.kind == "incremental" or snapshot_action
+        with connect(sim) as dap:
+            job = dap.run(query)
+            result = dap.download(job, query, str(tmp_path / query.kind / str(snapshot_action)))
+            stream = io.BytesIO()
+            if fmt != "parquet":
+                dap.write_records(job, query, stream)
+        if fmt == "parquet":
+            import fastparquet
+            frame = fastparquet.ParquetFile(result.path).to_pandas()
+            actions = frame["meta.action"].tolist() if "meta.action" in frame.columns else None
+        else:
+            data = open(result.path, "rb").read()
+            assert stream.getvalue() == data
+            text = data.decode("utf-8")
+            if fmt in ("jsonl", "json"):
+                recs = json.loads(text) if fmt == "json" else [json.loads(l) for l in text.splitlines()]
+                shapes = {"action" in r["meta"] for r in recs}
+                assert len(shapes) == 1
+                actions = [r["meta"]["action"] for r in recs] if shapes == {True} else None
+            else:
+                rows = (list(csv.reader(io.StringIO(text, newline=""))) if fmt == "csv" else
+                        [records.decode_tsv_line(l) for l in text.split("\n")[:-1]])
+                assert rows[0][0] == "meta.ts"
+                actions = [r[1] for r in rows[1:]] if rows[0][1] == "meta.action" else None
+        assert result.rows > 0
+        if not has:
+            assert actions is None, (fmt, query.kind)
+        else:
+            assert len(actions) == result.rows
+            assert set(actions) == ({"U", "D"} if query.kind == "incremental" else {"U"})
+
+
 def test_iter_records_gives_dicts_of_the_current_state(sim):
     with connect(sim) as dap:
         job = dap.run(SnapshotQuery("canvas", "courses"))
         got = apply_changes({}, dap.iter_records(job))
     assert got == sim.current_state("canvas", "courses")
+
+
+def test_iter_records_gives_records_as_dap_sends_them(make_simulator):
+    """A snapshot's records carry meta.ts only (or meta.action U with the option), an
+    incremental's meta.action U or D."""
+    for snapshot_action in (False, True):
+        sim = make_simulator(rows_per_part=17, changes_per_step=20,
+                             snapshot_action=snapshot_action)
+        since = sim.frontier
+        sim.advance(2)
+        with connect(sim) as dap:
+            snapshot = list(dap.iter_records(dap.run(SnapshotQuery("canvas", "courses"))))
+            changes = list(dap.iter_records(dap.run(
+                IncrementalQuery("canvas", "courses", since=since))))
+        assert len(snapshot) == len(sim.current_state("canvas", "courses"))
+        want = {"ts", "action"} if snapshot_action else {"ts"}
+        assert all(set(r["meta"]) == want for r in snapshot)
+        assert {r["meta"]["action"] for r in changes} == {"U", "D"}
 
 
 def test_write_records_streams_to_a_binary_stream(sim, tmp_path):

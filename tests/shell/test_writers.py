@@ -135,12 +135,12 @@ def jsonl(*recs):
     return [records.to_json_text(r).encode() + b"\n" for r in recs]
 
 
-def write_records(tmp_path, parts, schema=NESTED, mode=None, batch_rows=65536):
+def write_records(tmp_path, parts, schema=NESTED, mode=None, batch_rows=65536, snapshot=False):
     """Write `parts` (lists of JSONL lines) as a job's parts; (writer, frame, ParquetFile)."""
     fastparquet = pytest.importorskip("fastparquet")
     path = tmp_path / ("t%d.parquet" % len(list(tmp_path.iterdir())))
     writer = ParquetWriter(AtomicFile(str(path)), {"schema": schema, "version": 1}, mode,
-                           batch_rows=batch_rows)
+                           batch_rows=batch_rows, snapshot=snapshot)
     for index, part in enumerate(parts):
         writer.begin_part(index)
         for line in part:
@@ -161,6 +161,11 @@ UPDATE = {"key": {"id": 1}, "value": {
 SPARSE = {"key": {"id": 2}, "value": {"name": None, "attachment": {"id": None}, "tags": []},
           "meta": {"ts": "2024-07-13T09:30:01Z", "action": "U"}}
 GONE = {"key": {"id": 3}, "meta": {"ts": "2024-07-13T09:30:02Z", "action": "D"}}
+
+
+def as_snapshot(record):
+    """A record as a snapshot of DAP has it: meta.ts only."""
+    return dict(record, meta={"ts": record["meta"]["ts"]})
 
 
 def test_each_kind_of_column_has_its_dtype(tmp_path):
@@ -348,3 +353,41 @@ def test_the_footer_is_the_one_fastparquet_writes_for_many_row_groups(tmp_path):
     encoded = io.BytesIO()
     write_thrift(encoded, parquet.fmd)
     assert data[-8 - size:-8] == encoded.getvalue() and data[-4:] == data[:4] == b"PAR1"
+
+
+# -- snapshots: DAP's records carry meta.ts only -------------------------------------------------
+
+def test_a_snapshots_file_has_no_meta_action_column(tmp_path):
+    """Absent, not a column of nulls nor of invented U's: the file matches the records."""
+    writer, frame, _ = write_records(tmp_path, [jsonl(as_snapshot(UPDATE)),
+                                                jsonl(as_snapshot(SPARSE))],
+                                     snapshot=True, batch_rows=1)
+    names = [c.name for c in records.columns_from_schema(NESTED)]
+    assert list(frame.columns) == [n for n in names if n != "meta.action"]
+    assert writer.rows == len(frame) == 2 and frame["key.id"].tolist() == [1, 2]
+    assert frame["value.name"].tolist() == [UPDATE["value"]["name"], None]
+    assert frame["meta.ts"].tolist()[1].to_pydatetime() == parse_timestamp("2024-07-13T09:30:01Z")
+    for mode in ("condensed", None):
+        _, empty, _ = write_records(tmp_path, [], mode=mode, snapshot=True)
+        assert len(empty) == 0 and "meta.action" not in empty.columns
+        assert list(empty.columns)[:2] == ["meta.ts", "key.id"]
+
+
+def test_a_snapshot_whose_records_carry_meta_action_keeps_it(tmp_path):
+    """The shape of old clients' expectations (the simulator's --snapshot-action)."""
+    _, frame, _ = write_records(tmp_path, [jsonl(UPDATE, SPARSE), jsonl(UPDATE)], snapshot=True,
+                                batch_rows=2)
+    assert list(frame.columns) == [c.name for c in records.columns_from_schema(NESTED)]
+    assert frame["meta.action"].tolist() == ["U", "U", "U"]
+
+
+def test_a_snapshot_whose_later_records_carry_meta_action_is_refused_not_dropped(tmp_path):
+    from dap_core.errors import UnexpectedAnswer
+    with pytest.raises(UnexpectedAnswer, match="meta.action"):
+        write_records(tmp_path, [jsonl(as_snapshot(UPDATE)), jsonl(SPARSE)], snapshot=True)
+
+
+def test_an_incremental_keeps_meta_action_whatever_its_records(tmp_path):
+    _, frame, _ = write_records(tmp_path, [jsonl(UPDATE, GONE, as_snapshot(SPARSE))])
+    assert frame["meta.action"].tolist()[:2] == ["U", "D"]
+    assert frame["meta.action"].isna().tolist() == [False, False, True]
