@@ -470,11 +470,11 @@ class MySQL(Dialect):
         return ["DROP TEMPORARY TABLE IF EXISTS %s" % self.staging()]
 
     def load_staging(self, width: int, path: str) -> str:
-        """LOAD DATA of one part (TSV, header line first) from ``path``: COPY's text format
+        """LOAD DATA of one part's body (TSV, its header taken off) from ``path``: COPY's text format
         is LOAD DATA's default format (tab, newline, backslash escapes, \\N for NULL)."""
         return ("LOAD DATA LOCAL INFILE %s INTO TABLE %s CHARACTER SET utf8mb4 "
                 "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
-                "IGNORE 1 LINES (%s)" % (self.literal(path), self.staging(),
+                "(%s)" % (self.literal(path), self.staging(),
                                          ", ".join("c%d" % i for i in range(width))))
 
     def convert(self, column: DbColumn, expr: str, tdef: TableDef, suffix: str) -> str:

@@ -1,0 +1,265 @@
+"""Real database servers for the replication tests: a fresh database per test, dropped after.
+
+PostgreSQL and MariaDB are the machine's servers (127.0.0.1:5432 as postgres, 127.0.0.1:3306
+as root; override with DAP_TEST_POSTGRESQL / DAP_TEST_MYSQL, connection strings ending in the
+admin database). Under CI (CI set) a server that cannot be reached FAILS the test; elsewhere
+the test is skipped with the reason, and pytest's summary lists it.
+
+`Oracle` turns the simulator's own records (`sim.current_state`) into the rows a database
+must hold, by rules written here from the layout (`../shared/dap-db.md`), not by dap_core.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from datetime import datetime
+from typing import Any, Dict, List
+
+import pytest
+
+SERVERS = {
+    "postgresql": os.environ.get("DAP_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "mysql": os.environ.get("DAP_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"),
+}
+DIALECTS = ("sqlite", "postgresql", "mysql")
+
+
+def _unreachable(dialect: str, exc: BaseException):
+    why = "%s server at %s unreachable: %s" % (dialect, SERVERS[dialect], exc)
+    if os.environ.get("CI"):
+        pytest.fail(why + " (under CI the database servers must run: see .ci/run)")
+    pytest.skip(why)
+
+
+def _split(url: str):
+    base, _, admin_db = url.rpartition("/")
+    return base, admin_db
+
+
+class TestDatabase:
+    """One fresh database: its connection string, and plain reads of what is in it."""
+
+    __test__ = False
+
+    def __init__(self, dialect: str, url: str, conn: Any) -> None:
+        self.dialect = dialect
+        self.url = url
+        self.conn = conn
+
+    def query(self, sql: str, params=()) -> List[tuple]:
+        cur = self.conn.cursor()
+        cur.execute(sql, params) if params else cur.execute(sql)
+        rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+        cur.close()
+        return rows
+
+    def execute(self, sql: str, params=()) -> None:
+        cur = self.conn.cursor()
+        cur.execute(sql, params) if params else cur.execute(sql)
+        cur.close()
+
+    def table(self, namespace: str, table: str) -> str:
+        if self.dialect == "postgresql":
+            return '"%s"."%s"' % (namespace, table)
+        if self.dialect == "mysql":
+            return "`%s__%s`" % (namespace, table)
+        return '"%s__%s"' % (namespace, table)
+
+    def sync_table(self) -> str:
+        return {"postgresql": "instructure_dap.table_sync",
+                "mysql": "instructure_dap__table_sync",
+                "sqlite": "instructure_dap__table_sync"}[self.dialect]
+
+    def rows(self, namespace: str, table: str) -> List[Dict[str, Any]]:
+        cur = self.conn.cursor()
+        cur.execute("SELECT * FROM %s" % self.table(namespace, table))
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        cur.close()
+        return rows
+
+    def exists(self, namespace: str, table: str) -> bool:
+        try:
+            self.query("SELECT 1 FROM %s WHERE 1 = 0" % self.table(namespace, table))
+            return True
+        except Exception:
+            self.rollback()
+            return False
+
+    def rollback(self) -> None:
+        if self.dialect == "postgresql":
+            self.conn.rollback()
+
+    def sync_rows(self) -> List[tuple]:
+        return self.query("SELECT source_namespace, source_table, %s, schema_version, "
+                          "target_schema, target_table FROM %s ORDER BY source_namespace, "
+                          "source_table" % ('"timestamp"' if self.dialect != "mysql"
+                                            else "`timestamp`", self.sync_table()))
+
+    def snapshot(self, namespace: str, table: str):
+        """Everything a run may change for one table: its rows (sorted) and its sync row."""
+        rows = None
+        if self.exists(namespace, table):
+            rows = sorted((json.dumps(r, sort_keys=True, default=str) for r in
+                           self.rows(namespace, table)))
+        sync = [r for r in (self.sync_rows() if self.has_bookkeeping() else [])
+                if (r[0], r[1]) == (namespace, table)]
+        return rows, sync
+
+    def has_bookkeeping(self) -> bool:
+        try:
+            self.query("SELECT 1 FROM %s WHERE 1 = 0" % self.sync_table())
+            return True
+        except Exception:
+            self.rollback()
+            return False
+
+
+@pytest.fixture(params=DIALECTS)
+def database(request, tmp_path):
+    """A fresh, empty database of each kind (the test runs once per kind)."""
+    yield from _database(request.param, tmp_path)
+
+
+def _database(dialect: str, tmp_path):
+    if dialect == "sqlite":
+        path = tmp_path / "replica.db"
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            yield TestDatabase("sqlite", "sqlite:///%s" % path, conn)
+        finally:
+            conn.close()
+        return
+    name = "dap_test_%s" % secrets.token_hex(6)
+    base, admin_db = _split(SERVERS[dialect])
+    if dialect == "postgresql":
+        import psycopg
+        try:
+            admin = psycopg.connect(SERVERS[dialect], autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            _unreachable(dialect, exc)
+        admin.execute('CREATE DATABASE "%s"' % name)
+        conn = psycopg.connect("%s/%s" % (base, name), autocommit=True)
+        try:
+            yield TestDatabase(dialect, "%s/%s" % (base, name), conn)
+        finally:
+            conn.close()
+            admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+            admin.close()
+        return
+    import pymysql
+    from urllib.parse import urlsplit
+    parts = urlsplit(SERVERS[dialect])
+    options = dict(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+                   password=parts.password or "", charset="utf8mb4", autocommit=True)
+    try:
+        admin = pymysql.connect(connect_timeout=5, **options)
+    except pymysql.Error as exc:
+        _unreachable(dialect, exc)
+    admin.cursor().execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+    conn = pymysql.connect(database=name, **options)
+    conn.cursor().execute("SET time_zone = '+00:00'")
+    try:
+        yield TestDatabase(dialect, "%s/%s" % (base, name), conn)
+    finally:
+        conn.close()
+        admin.cursor().execute("DROP DATABASE IF EXISTS `%s`" % name)
+        admin.close()
+
+
+@pytest.fixture
+def postgresql(tmp_path):
+    yield from _database("postgresql", tmp_path)
+
+
+@pytest.fixture
+def mysql(tmp_path):
+    yield from _database("mysql", tmp_path)
+
+
+# -- the oracle ---------------------------------------------------------------------------------
+
+def _prop_kind(node: dict) -> str:
+    """A property's kind from the simulator's JSON Schema, by the layout's rules."""
+    if isinstance(node.get("enum"), list):
+        return "text"
+    kind = node.get("type")
+    if kind == "string":
+        return "timestamp" if node.get("format") == "date-time" else "text"
+    if kind in ("integer", "number", "boolean"):
+        return kind
+    if kind == "array" and (node.get("items") or {}).get("type") == "string":
+        return "string_array"
+    return "json"
+
+
+def _utc_naive(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+class Oracle:
+    """The rows a database must hold for a table, from the simulator's records."""
+
+    def __init__(self, dialect: str, schema: dict) -> None:
+        self.dialect = dialect
+        props = schema["properties"]
+        self.key = list(props["key"]["properties"])
+        self.kinds = {name: _prop_kind(node) for part in ("key", "value")
+                      for name, node in props[part]["properties"].items()}
+
+    def expected(self, state: Dict[str, dict]) -> Dict[str, Dict[str, Any]]:
+        out = {}
+        for record in state.values():
+            merged = dict(record["value"] or {}, **record["key"])
+            out[self._key(record["key"])] = {n: self._value(n, merged.get(n)) for n in self.kinds}
+        return out
+
+    def _key(self, key: dict) -> str:
+        return json.dumps({k: key[k] for k in self.key}, sort_keys=True, separators=(",", ":"))
+
+    def _value(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = self.kinds[name]
+        if kind == "timestamp":
+            return value if self.dialect == "sqlite" else _utc_naive(value)
+        if kind == "boolean":
+            return value if self.dialect == "postgresql" else int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "string_array" and self.dialect == "postgresql":
+            return list(value)
+        return value
+
+    def actual(self, rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+        out = {}
+        for row in rows:
+            fixed = {}
+            for name, value in row.items():
+                kind = self.kinds.get(name)
+                if value is not None and kind in ("json", "string_array") and isinstance(value, str):
+                    value = json.loads(value)
+                fixed[name] = value
+            out[self._key({k: row[k] for k in self.key})] = fixed
+        return out
+
+
+def assert_replica_equals(db: TestDatabase, sim, namespace: str, table: str) -> int:
+    """The table in `db` holds exactly the simulator's current state, value by value;
+    returns the row count."""
+    schema = sim.service.schema(namespace, table)["schema"]
+    oracle = Oracle(db.dialect, schema)
+    expected = oracle.expected(sim.current_state(namespace, table))
+    actual = oracle.actual(db.rows(namespace, table))
+    assert set(actual) == set(expected), (
+        "keys missing: %s; keys extra: %s" % (sorted(set(expected) - set(actual))[:5],
+                                              sorted(set(actual) - set(expected))[:5]))
+    for key, row in expected.items():
+        got = actual[key]
+        assert set(got) == set(row), (key, sorted(set(got) ^ set(row)))
+        for name, value in row.items():
+            assert got[name] == value and type(got[name]) is type(value), (
+                namespace, table, key, name, got[name], value)
+    return len(expected)
