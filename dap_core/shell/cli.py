@@ -699,9 +699,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         return EXIT_BROKEN_PIPE
     except ImportError as exc:
         if exc.name in _REQUIRED:
-            console.error("dap needs the Python package %s, which is not installed: pip install "
-                          "%s (or pip install . in the checkout)" % (exc.name,
-                                                                     _REQUIRED[exc.name]))
+            console.error(_missing_package_line(exc.name))
             return errors.InvalidInput.exit_status
         return _bug(exc, debug, console)
     except Exception as exc:  # a bug: one line, the traceback only at debug
@@ -714,6 +712,21 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
 
 #: packages dap cannot run without -> what to install
 _REQUIRED = {"urllib3": "'urllib3>=2'", "docopt": "docopt-ng"}
+
+
+def _missing_package_line(module: str) -> str:
+    """What to run when a required package is missing: `make install` in a checkout (bin/dap
+    then runs with its .venv), or pip for this very interpreter."""
+    python = sys.executable or "python3"
+    pip = "%s -m pip install %s" % (python, " ".join(_REQUIRED.values()))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.isfile(os.path.join(root, "Makefile")) and os.path.isdir(os.path.join(root,
+                                                                                    "bin")):
+        how = "run make install in %s (bin/dap then uses its .venv), or %s" % (root, pip)
+    else:
+        how = pip
+    return "dap needs the Python package %s, which %s lacks: %s" % (
+        _REQUIRED[module].strip("'").split(">")[0], python, how)
 
 
 def _bug(exc: BaseException, debug: bool, console: "Console") -> int:

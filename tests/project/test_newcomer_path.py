@@ -132,3 +132,86 @@ def test_wheelhouse_installs_offline_and_runs_a_snapshot(make_simulator, tmp_pat
     written = pathlib.Path(line["file"])
     assert line["rows"] > 0
     assert (written if written.is_absolute() else tmp_path / written).exists()
+
+
+# -- bin/dap with the python3 a fresh machine has (#12) -------------------------------------------
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _readme_dap_commands():
+    """The bin/dap lines of the README's "## Commands" block, as argv lists, in order."""
+    import shlex
+    section = README.split("## Commands", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    return [shlex.split(line, comments=True) for line in block.splitlines()
+            if line.startswith("bin/dap")]
+
+
+@pytest.fixture
+def bare_python(tmp_path_factory):
+    """A python3 with nothing installed (no docopt, no urllib3), as on a fresh machine."""
+    where = tmp_path_factory.mktemp("bare")
+    venv.EnvBuilder(with_pip=False).create(where)
+    python = where / "bin" / "python3"
+    assert run([str(python), "-c", "import docopt"]).returncode != 0
+    assert run([str(python), "-c", "import urllib3"]).returncode != 0
+    return where / "bin"
+
+
+def _checkout(where, venv_dir=None):
+    """A checkout of bin/ and dap_core/ in ``where``, with ``venv_dir`` as its .venv."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "bin", where / "bin", ignore=ignore)
+    shutil.copytree(ROOT / "dap_core", where / "dap_core", ignore=ignore)
+    shutil.copy(ROOT / "Makefile", where / "Makefile")
+    if venv_dir is not None:
+        (where / ".venv").symlink_to(venv_dir, target_is_directory=True)
+    return where
+
+
+def _path_first(directory, sim=None, **extra):
+    env = dap_env(sim, **extra) if sim is not None else dict(os.environ, **extra)
+    env["PATH"] = str(directory) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def test_readme_commands_run_with_a_python3_that_lacks_docopt_once_make_made_the_venv(
+        make_simulator, bare_python, tmp_path):
+    if not os.access(ROOT / ".venv" / "bin" / "python", os.X_OK):
+        pytest.skip("no .venv in this checkout (make install makes it)")
+    checkout = _checkout(tmp_path / "checkout", ROOT / ".venv")
+    sim = make_simulator(retention_days=100000)
+    env = _path_first(bare_python, sim)
+    commands = _readme_dap_commands()
+    assert [c[:2] for c in commands[:2]] == [["bin/dap", "list"]] * 2 and len(commands) >= 6
+    for argv in commands:
+        argv = [{"URL": sim.base_url, "KEY": sim.api_key}.get(a, a) for a in argv]
+        done = run([str(checkout / argv[0])] + argv[1:], env=env, cwd=checkout, timeout=120)
+        # dated examples may lie outside the simulator's data (8); nothing else may fail
+        assert done.returncode in (0, 8), (argv, done.stderr)
+        assert "Traceback" not in done.stderr
+        if argv[1:] == ["list"]:
+            assert "accounts" in done.stdout.split()
+    assert (checkout / "downloads" / "accounts.schema.json").exists()
+
+
+def test_bin_dap_without_a_venv_says_exactly_what_to_run(bare_python, tmp_path):
+    checkout = _checkout(tmp_path / "checkout")
+    done = run([str(checkout / "bin" / "dap"), "list"], env=_path_first(bare_python),
+               cwd=tmp_path, timeout=60)
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "make install" in lines[0] and "pip install" in lines[0] and "docopt-ng" in lines[0]
+    # help needs nothing but the checkout
+    helped = run([str(checkout / "bin" / "dap"), "--help"], env=_path_first(bare_python))
+    assert helped.returncode == 0 and "snapshot" in helped.stdout
+
+
+def test_bin_dap_runs_a_venv_that_lacks_the_dependencies_too_only_once(bare_python, tmp_path):
+    checkout = _checkout(tmp_path / "checkout", bare_python.parent)
+    done = run([str(checkout / "bin" / "dap"), "list"], env=_path_first(bare_python),
+               cwd=tmp_path, timeout=60)
+    assert done.returncode == 3 and "make install" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
