@@ -24,6 +24,7 @@ help: ## list the targets
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip uninstall --quiet --yes dap >/dev/null 2>&1 || true # the distribution's old name
 	$(PY) -m pip install --quiet -e '.[parquet,test]'
 	@touch $(STAMP)
 
@@ -47,7 +48,7 @@ soak: $(STAMP) ## the fault-injection soak (about 200 randomized runs)
 wheelhouse: $(STAMP) ## wheels of dap and all dependencies in $(WHEELS)/ for offline installs
 	rm -rf $(WHEELS)
 	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELS) '.[parquet]'
-	@echo "copy $(WHEELS)/ over, then: pip install --no-index --find-links $(WHEELS) 'dap[parquet]'"
+	@echo "copy $(WHEELS)/ over, then: pip install --no-index --find-links $(WHEELS) 'dap-cd2[parquet]'"
 
 list: $(STAMP) ## list the tables of NAMESPACE (default canvas)
 	$(DAP) list --namespace $(NAMESPACE)

@@ -14,7 +14,9 @@ VERSION = re.search(
 ).group(1)
 
 setup(
-    name="dap",
+    # "dap" on PyPI is another project: the distribution is dap-cd2 (Canvas Data 2); the
+    # import package stays dap_core and the command stays dap
+    name="dap-cd2",
     version=VERSION,
     description="Client and CLI for Instructure's Data Access Platform (Canvas Data 2) Query API",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),

@@ -53,7 +53,7 @@ PARQUET_SPOOL_MEMORY = 1024 * 1024
 PARQUET_COMPRESSION = "SNAPPY"
 _PARQUET_MAGIC = b"PAR1"
 _SEPARATOR = "\x1f"  # between the texts of a column packed into one string
-PARQUET_EXTRA_HINT = "install it with: pip install 'dap[parquet]' (or pip install fastparquet)"
+PARQUET_EXTRA_HINT = "install it with: pip install 'dap-cd2[parquet]' (or pip install fastparquet)"
 
 
 def output_errors(method):

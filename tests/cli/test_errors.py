@@ -148,7 +148,7 @@ def test_parquet_without_fastparquet_names_the_extra_to_install(simulator, tmp_p
     env = dap_env(simulator, PYTHONPATH=str(blocker) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = run_dap("snapshot", "--table", "users", "--format", "parquet", "--output-directory",
                    tmp_path / "out", env=env)
-    assert_one_line_error(done, 3, "fastparquet", "pip install 'dap[parquet]'")
+    assert_one_line_error(done, 3, "fastparquet", "pip install 'dap-cd2[parquet]'")
     assert simulator.requests == []
     # the other formats do not need it
     done = run_dap("snapshot", "--table", "users", "--format", "csv", "--output-directory",

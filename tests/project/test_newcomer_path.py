@@ -110,13 +110,13 @@ def test_wheelhouse_installs_offline_and_runs_a_snapshot(make_simulator, tmp_pat
     built = run([MAKE, "--no-print-directory", f"WHEELS={wheels}", "wheelhouse"])
     assert built.returncode == 0, built.stderr
     names = {p.name.split("-")[0].lower() for p in wheels.glob("*.whl")}
-    assert {"dap", "urllib3", "docopt_ng", "fastparquet"} <= names
+    assert {"dap_cd2", "urllib3", "docopt_ng", "fastparquet"} <= names
 
     target = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(target)
     pip_env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1")
     installed = run([str(target / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                     "--no-index", "--find-links", str(wheels), "dap"], env=pip_env)
+                     "--no-index", "--find-links", str(wheels), "dap-cd2"], env=pip_env)
     assert installed.returncode == 0, installed.stderr
 
     dap = str(target / "bin" / "dap")
@@ -215,3 +215,15 @@ def test_bin_dap_runs_a_venv_that_lacks_the_dependencies_too_only_once(bare_pyth
                cwd=tmp_path, timeout=60)
     assert done.returncode == 3 and "make install" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_every_pip_install_names_the_distribution_setup_py_builds():
+    """`dap` on PyPI is another project: README, Makefile and error hints name ours (#12)."""
+    built = run([sys.executable, "setup.py", "--name"])
+    assert built.returncode == 0, built.stderr
+    name = built.stdout.strip().splitlines()[-1]
+    assert name == "dap-cd2"
+    texts = [(ROOT / "README.md").read_text(), (ROOT / "Makefile").read_text()]
+    texts += [p.read_text() for p in (ROOT / "dap_core").rglob("*.py")]
+    named = re.findall(r"pip install [^\n]*?'([a-z0-9_-]+)\[", "\n".join(texts))
+    assert named and set(named) == {name}, named
