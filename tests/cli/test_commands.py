@@ -194,6 +194,29 @@ def test_stdout_carries_the_same_bytes_as_the_file(sim, tmp_path, fmt):
         assert len(json.loads(to_stdout.out)) == to_file.json_lines[0]["rows"]
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv"])
+def test_stdout_has_meta_action_in_incrementals_only_as_dap_sends_it(sim, fmt):
+    """A snapshot's records carry meta.ts only (no meta.action column in CSV/TSV); an
+    incremental's carry meta.action U or D."""
+    since = sim.frontier
+    sim.advance(3)
+    for kind, extra in (("snapshot", []), ("incremental", ["--since", since])):
+        done = run_dap(kind, "--table", "enrollments", "--format", fmt, "--output", "-", *extra,
+                       sim=sim)
+        assert done.status == 0, done
+        if fmt in ("jsonl", "json"):
+            recs = json.loads(done.out) if fmt == "json" else done.json_lines
+            actions = {r["meta"].get("action") for r in recs}
+        else:
+            sep = "," if fmt == "csv" else "\t"
+            lines = done.text.split("\n")
+            header = lines[0].split(sep)
+            assert header[0] == "meta.ts"
+            actions = ({line.split(sep)[1] for line in lines[1:] if line[:4] == "2026"}
+                       if header[1] == "meta.action" else {None})
+        assert actions == ({None} if kind == "snapshot" else {"U", "D"}), (kind, fmt)
+
+
 def test_several_tables_to_stdout_only_as_jsonl(sim):
     done = run_dap("snapshot", "--table", "accounts,users", "--format", "csv", "--output", "-",
                    sim=sim)
