@@ -359,7 +359,10 @@ class PostgreSQL(Dialect):
         if kind == "string":
             return expr
         if kind == "string_array":
-            return "(SELECT array_agg(e) FROM jsonb_array_elements_text(%s::jsonb) e)" % expr
+            # ARRAY(...) of no elements is '{}', never NULL; WITH ORDINALITY keeps the order
+            return ("CASE WHEN %s IS NULL THEN NULL ELSE ARRAY(SELECT e FROM "
+                    "jsonb_array_elements_text(%s::jsonb) WITH ORDINALITY AS a(e, n) ORDER BY n) "
+                    "END" % (expr, expr))
         return "%s::%s" % (expr, self.column_type(column, tdef, suffix))
 
     def insert_from_staging(self, tdef: TableDef, layout: StagingLayout, suffix: str = "",
