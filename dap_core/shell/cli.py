@@ -45,7 +45,9 @@ Options:
                           latest point DAP has data for
   --output-directory=DIR  write files into DIR [default: downloads]
   --output=OUT            OUT must be -: write the records to stdout instead
-                          (several tables only as jsonl)
+                          (several tables only as jsonl, each record then with
+                          "table": "canvas.accounts" first; schemas of several
+                          tables one a line)
   --state=FILE            keep the last at/until of each table in FILE (JSON);
                           incremental continues from it
   --connection-string=URL
@@ -269,6 +271,7 @@ class Settings:
         from .http import DEFAULT_BASE_URL, check_base_url
 
         self.command = next(c for c in COMMANDS if args.get(c))
+        check_no_empty_values(args)
         level = (args.get("--loglevel") or "warning").strip().lower()
         if level not in LOGLEVELS:
             raise errors.InvalidInput("unknown log level %r" % args.get("--loglevel"),
@@ -346,6 +349,16 @@ class Settings:
         except errors.InvalidInput as exc:
             exc.message = "--%s: %s" % (name, exc.message)
             raise
+
+
+def check_no_empty_values(args: Mapping[str, Any]) -> None:
+    """An option given an empty value (``--format ''``, ``--state ''``) is refused: it would
+    otherwise silently mean the default, or fail late."""
+    for name in sorted(args):
+        value = args[name]
+        if name.startswith("--") and isinstance(value, str) and not value.strip():
+            raise errors.InvalidInput("%s is given an empty value" % name,
+                                      "pass a value, or leave %s out" % name)
 
 
 def parse_timeout(text: Optional[str]) -> float:
@@ -475,7 +488,7 @@ class Console:
     """stdout (data) and stderr (people), the only places the program writes to."""
 
     def __init__(self, stdout: TextIO, stderr: TextIO, secrets: _Secrets) -> None:
-        self.stdout = stdout
+        self.stdout = _StdoutGuard(stdout)
         self.stderr = stderr
         self.secrets = secrets
 
@@ -494,6 +507,38 @@ class Console:
 
     def error(self, text: str) -> None:
         self.say("dap: error: " + text)
+
+
+#: what to do when writing to stdout fails
+STDOUT_HINT = "check the free space of the file or device that stdout goes to"
+
+
+class _StdoutGuard:
+    """stdout whose write failures (a full disk, an I/O error) are ``OutputError`` (exit 12),
+    not a bug; a closed pipe stays ``BrokenPipeError`` (exit 141)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.failed = False
+
+    def _guard(self, action, *args):
+        try:
+            return action(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.failed = True
+            raise errors.OutputError("writing stdout failed: %s" % (exc.strerror or exc),
+                                     STDOUT_HINT) from exc
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _TextAsBinary:
@@ -563,6 +608,8 @@ def cmd_schema(client, settings: Settings, console: Console) -> int:
         text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         label = "%s.%s" % (settings.namespace, table)
         if settings.to_stdout:
+            if settings.several:  # JSON Lines: one schema a line, named for its table
+                text = json.dumps(dict({"table": label}, **schema), ensure_ascii=False) + "\n"
             console.stdout.write(text)
             console.stdout.flush()
             return
@@ -606,7 +653,8 @@ def cmd_query(client, settings: Settings, console: Console) -> int:
         query = queries[table]
         job = client.run(query)
         if settings.to_stdout:
-            result = client.write_records(job, query, console.binary)
+            result = client.write_records(job, query, console.binary,
+                                          name_table=settings.several)
             where = "stdout"
         else:
             result = client.download(job, query, settings.directory)
@@ -657,13 +705,18 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
     console = Console(out, err, secrets)
 
     wants_help, command = _wants_help(argv)
-    if wants_help:
-        out.write(command_help(command) if command else USAGE.lstrip())
-        out.flush()
-        return 0
-    if "--version" in _before_dashes(argv):
-        out.write("dap %s\n" % _version())
-        out.flush()
+    if wants_help or "--version" in _before_dashes(argv):
+        try:
+            console.stdout.write((command_help(command) if command else USAGE.lstrip())
+                                 if wants_help else "dap %s\n" % _version())
+            console.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout(out)
+            return EXIT_BROKEN_PIPE
+        except errors.OutputError as exc:
+            _silence_stdout(out)
+            console.error(str(exc))
+            return exc.exit_status
         return 0
 
     handler = _Handler(err)
@@ -689,6 +742,8 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         log.setLevel(getattr(logging, settings.loglevel.upper()))
         return _run(settings, console, secrets, err, client_options or {}, handler)
     except errors.DapError as exc:
+        if console.stdout.failed:
+            _silence_stdout(out)  # else the interpreter's last flush fails once more
         console.error(str(exc))
         return exc.exit_status
     except KeyboardInterrupt:

@@ -31,12 +31,15 @@ from ..queries import check_stdout_format
 from .download import ObjectUrls, fetch_part
 from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, check_object_url
 from .session import Session
-from .sinks import SPOOL_MEMORY, AtomicFile, StdoutSink
+from .sinks import SPOOL_MEMORY, AtomicFile, StdoutSink, TableNamingStream
 from .writers import ParquetWriter, StreamWriter, require_parquet
 
 __all__ = ["Client", "DownloadResult", "Progress"]
 
 log = logging.getLogger("dap.client")
+
+#: what to do when writing to stdout fails (not the output directory: there is none)
+STDOUT_HINT = "check the free space of the file or device that stdout goes to"
 
 
 @dataclass(frozen=True)
@@ -198,16 +201,37 @@ class Client:
         log.info("%s: %d rows -> %s", label, writer.rows, path)
         return DownloadResult(path, meta_path, writer.rows, metadata)
 
-    def write_records(self, job, query, stream: BinaryIO) -> DownloadResult:
+    def write_records(self, job, query, stream: BinaryIO,
+                      name_table: bool = False) -> DownloadResult:
         """Write the job's records to a binary stream (stdout) in ``query.format`` (not
-        parquet), a part at a time, each only after it verified."""
+        parquet), a part at a time, each only after it verified.
+
+        ``name_table`` (JSON Lines only) puts ``"table": "namespace.table"`` first in each
+        record, so that several tables in one stream can be told apart."""
         _check_job(job, query)
         check_stdout_format(query.format)
         label = "%s.%s" % (query.namespace, query.table)
+        naming = None
+        if name_table:
+            if query.format != "jsonl":
+                raise errors.InvalidInput("records name their table only in JSON Lines, "
+                                          "not %s" % query.format, "use format jsonl")
+            stream = naming = TableNamingStream(stream, label)
         writer = self._writer(job, query, StdoutSink(stream), "stdout")
         try:
             self._transfer(job, writer, label)
             writer.commit()
+            if naming is not None:
+                naming.finish()
+        except errors.OutputError as exc:
+            if exc.hint == errors.OutputError.default_hint:
+                exc.hint = STDOUT_HINT
+            raise
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise errors.OutputError("writing stdout failed: %s" % (exc.strerror or exc),
+                                     STDOUT_HINT) from exc
         finally:
             writer.abort()
         metadata = layout.job_metadata(query.namespace, query.table, job, query.format,

@@ -25,8 +25,8 @@ import tempfile
 import time
 from typing import BinaryIO, List, Optional
 
-__all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "fsync_directory", "write_file_atomically",
-           "remove_stale_temporaries"]
+__all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "TableNamingStream", "fsync_directory",
+           "write_file_atomically", "remove_stale_temporaries", "name_table_in_line"]
 
 #: Parts are spooled in memory up to this size, then on disk (stdout sink, parquet input).
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -254,3 +254,48 @@ class StdoutSink(SpoolSink):
 
     def __repr__(self) -> str:
         return "StdoutSink(%r)" % (getattr(self.stream, "name", self.stream),)
+
+
+def name_table_in_line(line: bytes, field: bytes) -> bytes:
+    """A JSON Lines record with ``field`` (``"table":"canvas.accounts",``) first in its
+    object; blank lines stay as they are."""
+    if not line.startswith(b"{"):
+        return line
+    rest = line[1:]
+    if rest.lstrip().startswith(b"}"):
+        return b"{" + field.rstrip(b",") + rest
+    return b"{" + field + rest
+
+
+class TableNamingStream:
+    """A binary stream that puts ``"table": "<label>"`` first in each JSON Lines record
+    written through it (records arrive in chunks of any size: a line is passed on whole).
+    ``flush`` passes on complete lines only; what follows the last newline waits for more."""
+
+    def __init__(self, stream: BinaryIO, label: str) -> None:
+        import json
+        self.stream = stream
+        self.field = ('"table":%s,' % json.dumps(label)).encode("utf-8")
+        self._pending = b""
+
+    def write(self, data: bytes) -> int:
+        if not data:
+            return 0
+        text = self._pending + bytes(data)
+        head, newline, tail = text.rpartition(b"\n")
+        self._pending = tail
+        if newline:
+            field = self.field
+            self.stream.write(b"".join(name_table_in_line(line, field) + b"\n"
+                                       for line in head.split(b"\n")))
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """Pass on the last record when it lacks its newline (the stream stays open)."""
+        if self._pending:
+            self.stream.write(name_table_in_line(self._pending, self.field))
+            self._pending = b""
+        self.stream.flush()

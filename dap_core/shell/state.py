@@ -128,4 +128,5 @@ def save_state(path: str, state: "chain.State") -> None:
         write_file_atomically(path, chain.state_to_text(state).encode("utf-8"))
     except OSError as exc:
         raise errors.OutputError("writing the state file %s failed: %s" % (
-            path, exc.strerror or exc)) from exc
+            path, exc.strerror or exc), "check the free space and permissions of the "
+            "state file's directory, then run again (the checkpoint did not move)") from exc

@@ -54,9 +54,11 @@ def test_a_state_file_that_cannot_be_written_is_an_output_error(tmp_path, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("dap_core.shell.sinks.AtomicFile.write", full)
-    with pytest.raises(OutputError):
+    with pytest.raises(OutputError) as caught:
         save_state(str(tmp_path / "state.json"), chain.State())
     assert os.listdir(tmp_path) == []
+    text = str(caught.value)  # the state file is blamed, not an output directory (#12)
+    assert "state file's directory" in text and "output directory" not in text
 
 
 def test_save_checkpoint_rereads_the_file_and_moves_only_its_table(tmp_path):
