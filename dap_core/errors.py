@@ -37,7 +37,8 @@ __all__ = [
     "ServiceError", "AuthenticationFailed", "Forbidden", "NotFound", "ValidationFailed",
     "OutOfRange", "SnapshotRequired", "JobFailed", "ServiceUnavailable", "RateLimited",
     "UnexpectedAnswer", "OutputError", "PartialFailure", "DatabaseError", "DatabaseBusy",
-    "SchemaChangeRefused", "AlreadyInitialized", "EXIT_STATUSES", "exit_status_for",
+    "SchemaChangeRefused", "AlreadyInitialized", "Terminated", "EXIT_STATUSES",
+    "exit_status_for",
     "error_from_answer", "one_line",
 ]
 
@@ -251,11 +252,21 @@ EXIT_STATUSES: Tuple[Tuple[int, Optional[str], str], ...] = (
     (16, "SchemaChangeRefused", "the table's new schema cannot be applied in place: "
                                 "initdb --replace"),
     (130, None, "interrupted (SIGINT)"),
+    (141, None, "stdout was closed early (SIGPIPE): not everything was delivered, no "
+                "checkpoint moved"),
+    (143, None, "terminated (SIGTERM): cleaned up like an interrupt, no checkpoint moved"),
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it unwinds like Ctrl-C: temporaries
+    removed, no checkpoint moved (the CLI installs the handler; exit 143)."""
 
 
 def exit_status_for(error: BaseException) -> int:
     """The exit status the program ends with for `error`."""
+    if isinstance(error, Terminated):
+        return 143
     if isinstance(error, KeyboardInterrupt):
         return 130
     if isinstance(error, DapError):

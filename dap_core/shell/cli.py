@@ -105,9 +105,11 @@ Examples:
 Output: with files, stdout gets one JSON line per table (job id, kind, at or
 since/until, next_since, rows, file) and stderr one line saying the same; with
 --output -, stdout gets the records as they arrive.  Logs go to stderr only.
-Exit status: 0 ok, 2 command line, 3 invalid input, 4 authentication, 5 forbidden,
-6 not found, 7 rejected query, 8 out of range, 9 snapshot required, 10 job failed,
-11 service unavailable, 12 output failed, 13 some tables failed, 130 interrupted.
+Exit status: 0 ok, 1 a bug (please report it), 2 command line, 3 invalid input,
+4 authentication, 5 forbidden, 6 not found, 7 rejected query, 8 out of range,
+9 snapshot required, 10 job failed, 11 service unavailable, 12 output failed,
+13 some tables failed, 14 database failed, 15 database table locked, 16 schema change
+refused, 130 interrupted, 141 stdout closed early, 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
@@ -135,6 +137,8 @@ LOGLEVELS = ("debug", "info", "warning", "error")
 #: delivered, and no checkpoint moves for output nobody read.
 EXIT_BROKEN_PIPE = 141
 EXIT_INTERRUPTED = 130
+#: exit status after SIGTERM (128 + 15, what a shell reports for a process it killed)
+EXIT_TERMINATED = 143
 
 log = logging.getLogger("dap")
 
@@ -574,19 +578,24 @@ def cmd_list(client, settings: Settings, console: Console) -> int:
 def _each_table(tables: Sequence[str], settings: Settings, console: Console, work) -> int:
     """Run ``work(table)`` for each table; with several tables, one failing loses none of
     the others; a summary on stderr; exit 13 when some failed."""
+    from .pipeline import run_concurrently
     failed: List[Tuple[str, errors.DapError]] = []
     done = 0
-    for table in tables:
-        try:
-            work(table)
-            done += 1
-        except (errors.AuthenticationFailed, BrokenPipeError):
-            raise  # nothing else can succeed either
-        except errors.DapError as exc:
+    outcomes = run_concurrently(tables, work, getattr(settings, "concurrency", 1))
+    try:
+        for table, _, exc in outcomes:
+            if exc is None:
+                done += 1
+                continue
+            if isinstance(exc, (errors.AuthenticationFailed, BrokenPipeError)) or \
+                    not isinstance(exc, errors.DapError):
+                raise exc  # nothing else can succeed either; or a bug
             if len(tables) == 1 and not settings.several:
-                raise
+                raise exc
             failed.append((table, exc))
             console.error("%s.%s: %s" % (settings.namespace, table, exc))
+    finally:
+        outcomes.close()
     if len(tables) > 1 or settings.several:
         summary = "dap: %d table%s: %d done, %d failed" % (
             len(tables), "s" * (len(tables) != 1), done, len(failed))
@@ -727,6 +736,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
     log.setLevel(logging.WARNING)
     debug = "--loglevel=debug" in argv or any(
         a == "--loglevel" and b.lower() == "debug" for a, b in zip(argv, argv[1:]))
+    previous_sigterm = _handle_sigterm()
     try:
         args = parse_command_line(argv)
         args["__format_given__"] = any(a == "--format" or a.startswith("--format=")
@@ -746,6 +756,10 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
             _silence_stdout(out)  # else the interpreter's last flush fails once more
         console.error(str(exc))
         return exc.exit_status
+    except errors.Terminated:
+        console.error("terminated (SIGTERM); nothing half-written was kept, no checkpoint "
+                      "moved: run the same command again")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         console.error("interrupted; nothing half-written was kept")
         return EXIT_INTERRUPTED
@@ -763,6 +777,27 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         log.removeHandler(handler)
         log.setLevel(previous[0])
         log.propagate = previous[1]
+        _restore_sigterm(previous_sigterm)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise errors.Terminated()
+
+
+def _handle_sigterm() -> Any:
+    """SIGTERM unwinds the program like Ctrl-C (temporaries removed, no checkpoint moved);
+    the previous handler, to restore (None when signals are not ours to handle)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        import signal
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: packages dap cannot run without -> what to install

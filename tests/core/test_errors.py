@@ -148,3 +148,8 @@ def test_job_failed_carries_the_job_error():
     error = JobFailed("the query job failed: boom", type="InternalError", uuid="u-7",
                       extra={"x": 1})
     assert error.exit_status == 10 and error.type == "InternalError" and error.uuid == "u-7"
+
+
+def test_sigterm_exits_143_and_is_not_a_bug():
+    assert exit_status_for(errors.Terminated()) == 143
+    assert isinstance(errors.Terminated(), KeyboardInterrupt)
