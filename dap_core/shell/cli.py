@@ -578,24 +578,19 @@ def cmd_list(client, settings: Settings, console: Console) -> int:
 def _each_table(tables: Sequence[str], settings: Settings, console: Console, work) -> int:
     """Run ``work(table)`` for each table; with several tables, one failing loses none of
     the others; a summary on stderr; exit 13 when some failed."""
-    from .pipeline import run_concurrently
     failed: List[Tuple[str, errors.DapError]] = []
     done = 0
-    outcomes = run_concurrently(tables, work, getattr(settings, "concurrency", 1))
-    try:
-        for table, _, exc in outcomes:
-            if exc is None:
-                done += 1
-                continue
-            if isinstance(exc, (errors.AuthenticationFailed, BrokenPipeError)) or \
-                    not isinstance(exc, errors.DapError):
-                raise exc  # nothing else can succeed either; or a bug
+    for table in tables:
+        try:
+            work(table)
+            done += 1
+        except (errors.AuthenticationFailed, BrokenPipeError):
+            raise  # nothing else can succeed either
+        except errors.DapError as exc:
             if len(tables) == 1 and not settings.several:
-                raise exc
+                raise
             failed.append((table, exc))
             console.error("%s.%s: %s" % (settings.namespace, table, exc))
-    finally:
-        outcomes.close()
     if len(tables) > 1 or settings.several:
         summary = "dap: %d table%s: %d done, %d failed" % (
             len(tables), "s" * (len(tables) != 1), done, len(failed))
