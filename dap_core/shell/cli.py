@@ -118,6 +118,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
@@ -435,53 +436,145 @@ class _Handler(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.progress is not None:
-            self.progress.end()
+            self.progress.clear()
         super().emit(record)
 
 
-class TerminalProgress:
-    """One line on a terminal, redrawn at most ten times a second: parts, bytes, rows."""
+def _duration(seconds: float) -> str:
+    """``12 s``, ``4:05``, ``1:02:03``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return "%d s" % seconds
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return "%d:%02d" % (minutes, secs)
+    return "%d:%02d:%02d" % (minutes // 60, minutes % 60, secs)
 
-    def __init__(self, stream: TextIO) -> None:
+
+class _Download:
+    __slots__ = ("parts", "index", "bytes", "rows", "started")
+
+    def __init__(self, parts: int, started: float) -> None:
+        self.parts, self.index, self.bytes, self.rows, self.started = parts, 0, 0, 0, started
+
+
+class TerminalProgress:
+    """One status line on a terminal, cut to its width, redrawn at most ten times a second
+    (and every half second while dap sleeps, see :meth:`sleep`): what the run is doing now.
+
+    * a job: ``canvas.users: job waiting, 12 s (job 4f0c...)``, the time since it started;
+    * a wait: ``canvas.users: waiting 47 s: DAP's rate limit``, counting down;
+    * a download: ``canvas.users: part 3/10, 12,345 rows, 1.2 MiB gzip at 0.8 MiB/s, 5 s``
+      (MiB of compressed parts as downloaded).
+
+    Thread-safe: tables downloaded at once each keep their own figures; the line shows the
+    latest event."""
+
+    def __init__(self, stream: TextIO, width: Optional[int] = None) -> None:
         self.stream = stream
-        self.label = ""
-        self.parts = 0
-        self.index = 0
-        self.bytes = 0
-        self.row_count = 0
+        self.width = width
+        self.lock = threading.RLock()
+        self.line: Optional[Any] = None  # () -> the text of the line now
+        self.jobs: Dict[str, float] = {}
+        self.downloads: Dict[str, _Download] = {}
+        self.current = threading.local()  # the download of this thread (one per table)
         self.shown = 0.0
         self.dirty = False
 
+    # -- events --------------------------------------------------------------------------------
+    def job(self, label: str, job_id: str, state: str) -> None:
+        with self.lock:
+            since = self.jobs.setdefault(job_id, time.monotonic())
+            self.line = lambda: "%s: job %s, %s (job %s)" % (
+                label, state, _duration(time.monotonic() - since), job_id)
+            self._draw(force=True)
+
+    def wait(self, label: str, reason: str, seconds: float) -> None:
+        with self.lock:
+            until = time.monotonic() + seconds
+            self.line = lambda: "%s: waiting %s: %s" % (
+                label, _duration(until - time.monotonic() + 0.999), reason)
+            self._draw(force=True)
+
     def start(self, label: str, parts: int) -> None:
-        self.label, self.parts, self.index, self.bytes, self.row_count = label, parts, 0, 0, 0
-        self._draw(force=True)
+        with self.lock:
+            self.downloads[label] = _Download(parts, time.monotonic())
+            self._show_download(label, force=True)
 
     def part(self, index: int) -> None:
-        self.index = index
-        self._draw()
+        self._update(lambda d: setattr(d, "index", index))
 
     def add_bytes(self, count: int) -> None:
-        self.bytes += count
-        self._draw()
+        self._update(lambda d: setattr(d, "bytes", d.bytes + count))
 
     def rows(self, count: int) -> None:
-        self.row_count = count
-        self._draw()
+        self._update(lambda d: setattr(d, "rows", count))
 
     def end(self) -> None:
-        if self.dirty:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.dirty = False
+        """A download ended: forget its line (and clear it)."""
+        with self.lock:
+            self.line = None
+            self.clear()
+
+    def clear(self) -> None:
+        """Take the line off the screen (a log line is about to be written there); the next
+        event or tick draws it again."""
+        with self.lock:
+            if self.dirty:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+                self.dirty = False
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep`` that keeps the line's clock and countdown moving."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.5, left))
+            with self.lock:
+                if self.line is not None:
+                    self._draw(force=True)
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _update(self, change) -> None:
+        with self.lock:
+            label = getattr(self.current, "label", None)
+            download = self.downloads.get(label) if label is not None else None
+            if download is None:
+                return
+            change(download)
+            self._show_download(label)
+
+    def _show_download(self, label: str, force: bool = False) -> None:
+        self.current.label = label
+        d = self.downloads[label]
+
+        def text() -> str:
+            elapsed = time.monotonic() - d.started
+            mib = d.bytes / 1048576.0
+            return "%s: part %d/%d, %s rows, %.1f MiB gzip at %.1f MiB/s, %s" % (
+                label, min(d.index + 1, d.parts), d.parts, "{:,}".format(d.rows), mib,
+                mib / elapsed if elapsed > 0 else 0.0, _duration(elapsed))
+        self.line = text
+        self._draw(force)
+
+    def _columns(self) -> int:
+        if self.width is not None:
+            return self.width
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError):
+            return 80
 
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self.shown < 0.1:
+        if self.line is None or (not force and now - self.shown < 0.1):
             return
         self.shown = now
-        self.stream.write("\r\x1b[K%s: part %d of %d, %.1f MiB, %d rows" % (
-            self.label, min(self.index + 1, self.parts), self.parts, self.bytes / 1048576.0,
-            self.row_count))
+        text = self.line()[:max(self._columns() - 1, 10)]
+        self.stream.write("\r\x1b[K" + text)
         self.stream.flush()
         self.dirty = True
 
@@ -495,6 +588,8 @@ class Console:
         self.stdout = _StdoutGuard(stdout)
         self.stderr = stderr
         self.secrets = secrets
+        #: the status line on stderr, if one is drawn: cleared before a line is said
+        self.progress: Optional[TerminalProgress] = None
 
     @property
     def binary(self):
@@ -506,6 +601,8 @@ class Console:
         self.stdout.flush()
 
     def say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.clear()
         self.stderr.write(self.secrets.redact(text) + "\n")
         self.stderr.flush()
 
@@ -833,6 +930,8 @@ def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,
     if "progress" not in options and _isatty(err) and settings.command in (
             "snapshot", "incremental", "initdb", "syncdb"):
         options["progress"] = TerminalProgress(err)
+        options.setdefault("sleep", options["progress"].sleep)  # the line's clock ticks on
+        console.progress = options["progress"]
         if handler is not None:
             handler.progress = options["progress"]
     options.setdefault("timeout", (min(10.0, settings.timeout), settings.timeout))

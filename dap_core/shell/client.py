@@ -57,7 +57,15 @@ class DownloadResult:
 
 
 class Progress:
-    """Receives progress events; the default does nothing (the CLI draws a line on a tty)."""
+    """Receives progress events; the default does nothing (the CLI draws a line on a tty).
+
+    ``job``: a query job of ``label`` (``namespace.table``) is in ``state`` (at its start
+    and after each poll); ``wait``: the client is about to wait ``seconds`` because of
+    ``reason`` (DAP's rate limit, a retry); the others follow a download."""
+
+    def job(self, label: str, job_id: str, state: str) -> None: ...
+
+    def wait(self, label: str, reason: str, seconds: float) -> None: ...
 
     def start(self, label: str, parts: int) -> None: ...
 
@@ -122,6 +130,7 @@ class Client:
         self._session = Session(self._transport, self.base_url, credentials, pacing=pacing,
                                 pace_window=pace_window, job_deadline=job_deadline)
         self.progress = progress or Progress()
+        self._transport.progress = self.progress
 
     def __repr__(self) -> str:
         return "Client(%r)" % (self.base_url,)

@@ -224,7 +224,7 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
             return
         if decision.action == "retry":
             log_retry(label, answer, decision.delay, attempt, transport.retry_policy)
-            transport.sleep(decision.delay)
+            transport.wait(label, describe_answer(answer), decision.delay)
             return
         if decision.action == "ok":  # pragma: no cover - a 206 for offset 0
             raise errors.UnexpectedAnswer("%s: unexpected HTTP %s" % (label, answer.status))

@@ -285,6 +285,9 @@ class Transport:
         self.rng = rng if rng is not None else random.Random()
         self.monotonic = monotonic
         self.clock = clock
+        #: receives ``job(label, job_id, state)`` and ``wait(label, reason, seconds)`` events
+        #: (``client.Progress``); None: nobody listens
+        self.progress: Any = None
         self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         kwargs: Dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
         if ca_bundle:
@@ -306,6 +309,17 @@ class Transport:
 
     def __repr__(self) -> str:
         return "Transport()"
+
+    def notify(self, event: str, *args: Any) -> None:
+        """Tell the progress listener (if any, and if it has ``event``) what is going on."""
+        method = getattr(self.progress, event, None)
+        if method is not None:
+            method(*args)
+
+    def wait(self, label: str, reason: str, seconds: float) -> None:
+        """Sleep ``seconds``, telling the progress listener why first."""
+        self.notify("wait", label, reason, seconds)
+        self.sleep(seconds)
 
     def close(self) -> None:
         self.pool.clear()
@@ -418,7 +432,7 @@ class Transport:
                 return reply
             if action == "retry":
                 log_retry(label, answer, decision.delay, attempt, self.retry_policy)
-                self.sleep(decision.delay)
+                self.wait(label, describe_answer(answer), decision.delay)
                 continue
             if action == "refresh_token" and refresh_token is not None:
                 log.info("%s: token refused; getting a new one", label)

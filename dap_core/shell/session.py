@@ -114,9 +114,9 @@ class Session:
         delay = policy.pace_delay(self.transport.monotonic(), tuple(recent), limit,
                                   self.pace_window)
         if delay > 0:
-            log.warning("waiting %.1f s: DAP allows %d %s calls in %g s", delay, limit,
-                        call.replace("_", " "), self.pace_window)
-            self.transport.sleep(delay)
+            log.info("waiting %.1f s: DAP's rate limit (%d %s calls in %g s)", delay, limit,
+                     call.replace("_", " "), self.pace_window)
+            self.transport.wait(call.replace("_", " "), "DAP's rate limit", delay)
 
     def _paced(self, call: str, send: Callable[[], Any]) -> Any:
         """``send()`` after pacing; the call counts from when its answer came (the service
@@ -221,6 +221,7 @@ class Session:
         while True:
             job = self.start_job(query, body)
             log.info("%s: %s job %s is %s", label, query.kind, job.id, job.status)
+            self.transport.notify("job", label, job.id, job.status)
             decision = jobs.decide_created_job(job, self._now(), self.job_margin,
                                                asked_again=asked_again, variant=variant)
             if decision.action == "fail":
@@ -240,7 +241,8 @@ class Session:
                 renewals += 1
                 log.info("%s: job %s expires soon; asking anew in %.0f s", label, job.id,
                          decision.wait)
-                self.transport.sleep(decision.wait)
+                self.transport.wait(label, "job %s expires soon; asking anew" % job.id,
+                                    decision.wait)
                 continue
             return self.poll(job, query.kind, label, on_status)
 
@@ -266,6 +268,7 @@ class Session:
             if new.status != job.status:
                 log.info("%s: job %s is %s", label or kind, job.id, new.status)
             job = new
+            self.transport.notify("job", label or kind, job.id, job.status)
             if on_status is not None:
                 on_status(job)
         if isinstance(job, jobs.FailedJob):

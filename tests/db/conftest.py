@@ -263,3 +263,78 @@ def assert_replica_equals(db: TestDatabase, sim, namespace: str, table: str) -> 
             assert got[name] == value and type(got[name]) is type(value), (
                 namespace, table, key, name, got[name], value)
     return len(expected)
+
+
+# -- helpers of the fault, kill, concurrency and CLI tests ---------------------------------------
+
+@pytest.fixture
+def reference_database(database, tmp_path_factory):
+    """A second fresh database of the same kind as `database`: where a clean run goes, to
+    compare with what a disturbed run left in `database`."""
+    yield from _database(database.dialect, tmp_path_factory.mktemp("reference"))
+
+
+def db_env(sim, url, **extra) -> dict:
+    """The environment of a `bin/dap` run against `sim` into the database `url`."""
+    from tests.cli.conftest import dap_env
+    return dap_env(sim, DAP_CONNECTION_STRING=url, **extra)
+
+
+def other_sessions(db: TestDatabase) -> int:
+    """How many sessions besides `db`'s own are connected to its database (servers only)."""
+    if db.dialect == "postgresql":
+        return db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND pid <> pg_backend_pid() AND "
+                        "backend_type = 'client backend'")[0][0]
+    if db.dialect == "mysql":
+        return db.query("SELECT COUNT(*) FROM information_schema.processlist WHERE "
+                        "db = DATABASE() AND id <> CONNECTION_ID()")[0][0]
+    return 0
+
+
+def wait_until_alone(db: TestDatabase, timeout: float = 60.0) -> None:
+    """Wait until no other session is connected to `db`'s database: the session of a killed
+    client has then been ended by the server (its transaction rolled back, or committed if
+    its COMMIT had arrived; its locks released), so what `db` reads next is final.  SQLite
+    needs no wait: the kill released the file locks, and the next reader rolls a hot journal
+    back."""
+    import time
+    deadline = time.monotonic() + timeout
+    while other_sessions(db):
+        if time.monotonic() > deadline:
+            pytest.fail("another session stayed connected to %s for %.0f s" % (db.url, timeout))
+        time.sleep(0.02)
+
+
+def table_names(db: TestDatabase) -> List[str]:
+    """Every table of the database (PostgreSQL: schema.table)."""
+    if db.dialect == "postgresql":
+        return sorted("%s.%s" % r for r in db.query(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE "
+            "table_schema NOT IN ('pg_catalog', 'information_schema')"))
+    if db.dialect == "mysql":
+        return sorted(r[0] for r in db.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"))
+    return sorted(r[0] for r in db.query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+
+
+def leftover_tables(db: TestDatabase) -> List[str]:
+    """Half-built or parked copies (`__dap_new`, `__dap_old`) still in the database."""
+    return [n for n in table_names(db) if n.endswith(("__dap_new", "__dap_old"))]
+
+
+def utc_point(value: Any) -> datetime:
+    """A checkpoint as stored (naive UTC datetime, or ISO text on SQLite) or as the
+    simulator writes it (ISO text with Z), as an aware UTC datetime."""
+    from datetime import timezone
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def stored_checkpoint(db: TestDatabase, namespace: str, table: str) -> datetime:
+    """The one bookkeeping row's timestamp of a table (fails when there is not exactly one)."""
+    rows = [r for r in db.sync_rows() if (r[0], r[1]) == (namespace, table)]
+    assert len(rows) == 1, rows
+    return utc_point(rows[0][2])

@@ -1,0 +1,76 @@
+"""No long silent waits (#12): on a terminal, one status line says what the run is doing
+(a job's state and how long it has been pending, a download's parts, rows, compressed MiB,
+rate and elapsed time), cut to the terminal's width; off a terminal, log lines at info."""
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import termios
+
+from .conftest import DAP, dap_env, run_dap
+
+CLEAR = "\r\x1b[K"
+
+
+def run_on_terminal(args, env, columns=200):
+    """bin/dap with stderr on a pseudo-terminal of ``columns`` columns: status, stderr."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        proc = subprocess.Popen(DAP + args, stdout=subprocess.DEVNULL, stderr=terminal, env=env)
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return proc.wait(timeout=120), b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+
+
+def drawn(err):
+    """The status lines drawn (the texts after each clear that no newline ends)."""
+    return [seg for seg in err.split(CLEAR) if seg and "\n" not in seg]
+
+
+def test_a_pending_job_and_the_download_are_shown_with_elapsed_time_and_rate(make_simulator,
+                                                                          tmp_path):
+    sim = make_simulator(job_wait=1.2, rows_per_part=17)
+    status, err = run_on_terminal(["snapshot", "--table", "users", "--output-directory",
+                                   str(tmp_path)], dap_env(sim))
+    assert status == 0, err
+    lines = drawn(err)
+    assert any(re.match(r"canvas\.users: job waiting, \d+ s \(job \S+\)$", l) for l in lines), lines
+    downloads = [l for l in lines if re.match(
+        r"canvas\.users: part \d+/\d+, [\d,]+ rows, \d+\.\d MiB gzip at \d+\.\d MiB/s, \d+ s$", l)]
+    assert downloads, lines
+
+
+def test_the_status_line_fits_the_terminal(make_simulator, tmp_path):
+    sim = make_simulator(job_wait=0.6, rows_per_part=17)
+    status, err = run_on_terminal(["snapshot", "--table", "submissions", "--output-directory",
+                                   str(tmp_path)], dap_env(sim), columns=40)
+    assert status == 0, err
+    lines = drawn(err)
+    assert lines and all(len(l) <= 39 for l in lines), [l for l in lines if len(l) > 39]
+
+
+def test_off_a_terminal_a_pending_job_is_an_info_log_line_and_silent_by_default(make_simulator,
+                                                                             tmp_path):
+    sim = make_simulator(job_wait=0.6)
+    quiet = run_dap("snapshot", "--table", "users", "--output-directory", tmp_path, sim=sim)
+    assert quiet.status == 0 and len(quiet.err_lines) == 1 and CLEAR not in quiet.err
+    told = run_dap("--loglevel", "info", "snapshot", "--table", "accounts",  # a new job
+                   "--output-directory", tmp_path, sim=sim)
+    assert told.status == 0
+    assert any(re.search(r"dap: info: canvas\.accounts: snapshot job \S+ is waiting", l)
+               for l in told.err_lines), told.err
