@@ -188,8 +188,15 @@ def network_deadline_for(read_timeout: float) -> float:
     return max(30.0, 3.0 * float(read_timeout))
 
 
+#: the longest wait between two polls of one job: a complete job is noticed within it
+POLL_CAP = 5.0
+#: status calls a minute that all of one process's polling may make: half of DAP's 500,
+#: leaving room for the schema and URL calls, and for other clients of the same account
+STATUS_BUDGET = 250.0
+
+
 def next_poll_delay(attempt: int, jitter: float, first: float = 0.5, factor: float = 1.5,
-                    cap: float = 30.0) -> float:
+                    cap: float = POLL_CAP) -> float:
     """Seconds before the `attempt`-th poll of a job (1-based): from about `first`, growing by
     `factor`, never above `cap`; jitter spreads it by +-20% so that clients do not align."""
     exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
@@ -206,11 +213,15 @@ JOB_DEADLINE = 6 * 3600.0
 
 
 def poll_wait(attempt: int, elapsed: float, jitter: float,
-              deadline: Optional[float] = JOB_DEADLINE, **schedule: float) -> Optional[float]:
+              deadline: Optional[float] = JOB_DEADLINE, pending: int = 1,
+              budget: float = STATUS_BUDGET, **schedule: float) -> Optional[float]:
     """Seconds to wait before the `attempt`-th poll of a job that has been pending for
     `elapsed` seconds, or None when that poll would come after `deadline` (give up).
+    With `pending` jobs polled at once, each waits at least `pending * 60 / budget` so that
+    all of them together stay within `budget` status calls a minute.
     `schedule` passes `first`, `factor` and `cap` on to `next_poll_delay`."""
     delay = next_poll_delay(attempt, jitter, **schedule)
+    delay = max(delay, max(1, pending) * 60.0 / budget)
     if deadline is not None and elapsed + delay > deadline:
         return None
     return delay

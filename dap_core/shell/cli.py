@@ -74,6 +74,8 @@ Global options:
   --timeout=SECONDS       give up on an attempt that gets no answer for SECONDS
                           (a request is tried again for at most 3 x SECONDS,
                           and at least 30 s) [default: 60]
+  --concurrency=N         work on at most N tables at once (their jobs, downloads
+                          and loads overlap) [default: 4]
   --allow-insecure-http   allow plain http to a host that is not loopback
   --loglevel=LEVEL        debug, info, warning or error; logs go to stderr
                           [default: warning]
@@ -287,6 +289,7 @@ class Settings:
                                        or DEFAULT_BASE_URL, self.allow_insecure_http)
         self.ca_bundle = args.get("--ca-bundle")
         self.timeout = parse_timeout(args.get("--timeout"))
+        self.concurrency = parse_concurrency(args.get("--concurrency"))
         # Credentials: when any is on the command line, the command line alone says which;
         # otherwise the environment does.  A client ID and secret win over an API key.
         if self.command in DATABASE_ONLY:
@@ -364,6 +367,21 @@ def check_no_empty_values(args: Mapping[str, Any]) -> None:
         if name.startswith("--") and isinstance(value, str) and not value.strip():
             raise errors.InvalidInput("%s is given an empty value" % name,
                                       "pass a value, or leave %s out" % name)
+
+
+def parse_concurrency(text: Optional[str]) -> int:
+    """--concurrency: tables at once, 1 to 64; the pipeline's default when not given."""
+    from .pipeline import DEFAULT_CONCURRENCY
+    if text is None:
+        return DEFAULT_CONCURRENCY
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise errors.InvalidInput("--concurrency takes a number of tables from 1 to 64, not %r"
+                                  % text, "pass for example --concurrency 4")
+    return value
 
 
 def parse_timeout(text: Optional[str]) -> float:
@@ -590,6 +608,10 @@ class Console:
         self.secrets = secrets
         #: the status line on stderr, if one is drawn: cleared before a line is said
         self.progress: Optional[TerminalProgress] = None
+        # tables finish in worker threads: one line at a time, never two mixed; a table's
+        # records on stdout go out whole under `records` (see cmd_query)
+        self.lock = threading.RLock()
+        self.records = threading.Lock()
 
     @property
     def binary(self):
@@ -597,14 +619,16 @@ class Console:
         return getattr(self.stdout, "buffer", None) or _TextAsBinary(self.stdout)
 
     def data_line(self, text: str) -> None:
-        self.stdout.write(text + "\n")
-        self.stdout.flush()
+        with self.lock:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
 
     def say(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.clear()
-        self.stderr.write(self.secrets.redact(text) + "\n")
-        self.stderr.flush()
+        with self.lock:
+            if self.progress is not None:
+                self.progress.clear()
+            self.stderr.write(self.secrets.redact(text) + "\n")
+            self.stderr.flush()
 
     def error(self, text: str) -> None:
         self.say("dap: error: " + text)
@@ -672,22 +696,31 @@ def cmd_list(client, settings: Settings, console: Console) -> int:
     return 0
 
 
-def _each_table(tables: Sequence[str], settings: Settings, console: Console, work) -> int:
-    """Run ``work(table)`` for each table; with several tables, one failing loses none of
-    the others; a summary on stderr; exit 13 when some failed."""
+def _each_table(tables: Sequence[str], settings: Settings, console: Console, work,
+                concurrency: Optional[int] = None) -> int:
+    """Run ``work(table)`` for each table, ``concurrency`` (default ``--concurrency``) at
+    once; with several tables, one failing loses none of the others; a summary on stderr;
+    exit 13 when some failed."""
+    from .pipeline import run_concurrently
     failed: List[Tuple[str, errors.DapError]] = []
     done = 0
-    for table in tables:
-        try:
-            work(table)
-            done += 1
-        except (errors.AuthenticationFailed, BrokenPipeError):
-            raise  # nothing else can succeed either
-        except errors.DapError as exc:
+    if concurrency is None:
+        concurrency = getattr(settings, "concurrency", 1)
+    outcomes = run_concurrently(tables, work, concurrency)
+    try:
+        for table, _, exc in outcomes:
+            if exc is None:
+                done += 1
+                continue
+            if isinstance(exc, (errors.AuthenticationFailed, BrokenPipeError)) or \
+                    not isinstance(exc, errors.DapError):
+                raise exc  # nothing else can succeed either; or a bug
             if len(tables) == 1 and not settings.several:
-                raise
+                raise exc
             failed.append((table, exc))
             console.error("%s.%s: %s" % (settings.namespace, table, exc))
+    finally:
+        outcomes.close()
     if len(tables) > 1 or settings.several:
         summary = "dap: %d table%s: %d done, %d failed" % (
             len(tables), "s" * (len(tables) != 1), done, len(failed))
@@ -724,7 +757,7 @@ def cmd_schema(client, settings: Settings, console: Console) -> int:
                                                             path)))
         console.say("%s: schema version %s -> %s" % (label, schema.get("version"), path))
 
-    return _each_table(tables, settings, console, work)
+    return _each_table(tables, settings, console, work, concurrency=1)  # quick calls, in order
 
 
 def _query(settings: Settings, table: str, state):
@@ -754,8 +787,9 @@ def cmd_query(client, settings: Settings, console: Console) -> int:
         query = queries[table]
         job = client.run(query)
         if settings.to_stdout:
-            result = client.write_records(job, query, console.binary,
-                                          name_table=settings.several)
+            with console.records:  # one table's records at a time: lines never interleave
+                result = client.write_records(job, query, console.binary,
+                                              name_table=settings.several)
             where = "stdout"
         else:
             result = client.download(job, query, settings.directory)

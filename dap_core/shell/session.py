@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import threading
 from datetime import datetime, timezone
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -46,7 +47,12 @@ def _path(*parts: str) -> str:
 
 
 class Session:
-    """API calls with a token that stays fresh.  Not thread-safe (one per thread)."""
+    """API calls with a token that stays fresh.
+
+    Thread-safe: the tables of one run share it from several threads -- one token (renewed
+    once for all of them), one pacer for the per-minute limits, one count of pending jobs
+    that stretches every job's polling so that together they stay within the status budget.
+    """
 
     def __init__(self, transport, base_url: str, credentials: creds.Credentials, *,
                  token_margin: float = TOKEN_MARGIN, job_margin: float = 600.0,
@@ -66,6 +72,9 @@ class Session:
         self._recent: Dict[str, Deque[float]] = collections.defaultdict(
             lambda: collections.deque(maxlen=16))
         self.logins = 0
+        self._token_lock = threading.RLock()
+        self._pace_lock = threading.Lock()
+        self._pending = 0
 
     def __repr__(self) -> str:
         return "Session(%r, client_id=%r)" % (self.base_url, self._credentials.client_id)
@@ -93,40 +102,55 @@ class Session:
                  creds.describe(self._credentials), int(self._exp - now))
 
     def _relogin(self) -> None:
-        self._token = None
-        self.login()
+        with self._token_lock:
+            self._token = None
+            self.login()
 
     def _bearer(self) -> Dict[str, str]:
-        if self._token is None or creds.is_expiring(self.transport.clock(), self._exp,
-                                                     self.token_margin, self._issued_at):
-            if self._token is not None:
-                log.info("the token is about to expire; getting a new one")
-            self.login()
-        return {"Authorization": "Bearer " + str(self._token), "Accept": "application/json"}
+        with self._token_lock:  # one login for all the threads that find the token stale
+            if self._token is None or creds.is_expiring(self.transport.clock(), self._exp,
+                                                         self.token_margin, self._issued_at):
+                if self._token is not None:
+                    log.info("the token is about to expire; getting a new one")
+                self.login()
+            token = self._token
+        return {"Authorization": "Bearer " + str(token), "Accept": "application/json"}
 
     # -- calls ------------------------------------------------------------------------------
-    def _pace(self, call: str) -> None:
-        """Wait, if need be, so that this call stays within the service's per-minute limit."""
+    def _pace(self, call: str) -> Optional[float]:
+        """Wait, if need be, so that this call stays within the service's per-minute limit;
+        the slot it takes (the moment it may be sent), or None when the call is not paced.
+        The slot is taken before waiting, so threads pacing at once queue up behind it."""
         limit = PER_MINUTE.get(call)
         if not self.pacing or limit is None:
-            return
-        recent = self._recent[call]
-        delay = policy.pace_delay(self.transport.monotonic(), tuple(recent), limit,
-                                  self.pace_window)
+            return None
+        with self._pace_lock:
+            recent = self._recent[call]
+            now = self.transport.monotonic()
+            delay = policy.pace_delay(now, tuple(recent), limit, self.pace_window)
+            slot = now + delay
+            recent.append(slot)
         if delay > 0:
             log.info("waiting %.1f s: DAP's rate limit (%d %s calls in %g s)", delay, limit,
                      call.replace("_", " "), self.pace_window)
             self.transport.wait(call.replace("_", " "), "DAP's rate limit", delay)
+        return slot
 
     def _paced(self, call: str, send: Callable[[], Any]) -> Any:
         """``send()`` after pacing; the call counts from when its answer came (the service
         counted it on arrival, which is no later), so pacing errs on the safe side."""
-        self._pace(call)
+        slot = self._pace(call)
         try:
             return send()
         finally:
-            if self.pacing and call in PER_MINUTE:
-                self._recent[call].append(self.transport.monotonic())
+            if slot is not None:
+                with self._pace_lock:
+                    recent = self._recent[call]
+                    try:
+                        recent.remove(slot)
+                    except ValueError:  # pushed out of the deque by later slots
+                        pass
+                    recent.append(self.transport.monotonic())
 
     def _api(self, method: str, path: str, *, payload: Any = None, what: str = "",
              namespace: Optional[str] = None, table: Optional[str] = None) -> Any:
@@ -252,11 +276,20 @@ class Session:
         ``ServiceUnavailable`` when it is still pending at ``job_deadline``."""
         attempt = 0
         started = self.transport.monotonic()
+        with self._pace_lock:
+            self._pending += 1
+        try:
+            return self._poll(job, kind, label, on_status, attempt, started)
+        finally:
+            with self._pace_lock:
+                self._pending -= 1
+
+    def _poll(self, job, kind: str, label: str, on_status, attempt: int, started: float):
         while not jobs.is_terminal(job.status):
             attempt += 1
             elapsed = self.transport.monotonic() - started
             delay = policy.poll_wait(attempt, elapsed, self.transport.rng.random(),
-                                     self.job_deadline)
+                                     self.job_deadline, pending=self._pending)
             if delay is None:
                 raise errors.ServiceUnavailable(
                     "job %s of %s is still %s after %d s" % (job.id, label or kind, job.status,

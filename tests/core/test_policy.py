@@ -151,12 +151,24 @@ def test_backoff_for_a_fixed_jitter_never_shrinks_and_stays_under_the_cap(attemp
 
 
 @given(st.integers(1, 10_000), jitters)
-def test_poll_delays_grow_from_sub_second_to_the_cap(attempt, jitter):
+def test_poll_delays_grow_from_sub_second_to_a_cap_of_five_seconds(attempt, jitter):
+    # a job is noticed within 5 s of completing, and a quick job within a second (#11)
     delay = next_poll_delay(attempt, jitter)
-    assert 0 < delay <= 30.0
+    assert 0 < delay <= 5.0
     assert delay <= next_poll_delay(attempt + 1, jitter)
     assert next_poll_delay(1, jitter) < 1.0
-    assert next_poll_delay(100, jitter) == 30.0
+    assert next_poll_delay(100, jitter) == 5.0
+
+
+@given(st.integers(1, 10_000), jitters, st.integers(1, 5_000))
+def test_many_pending_jobs_stretch_polling_to_stay_within_the_status_budget(
+        attempt, jitter, pending):
+    wait = poll_wait(attempt, 0.0, jitter, None, pending=pending)
+    # all pending jobs polled at this pace stay within 250 status calls a minute (DAP: 500)
+    assert pending * 60.0 / wait <= 250.0 + 1e-9
+    # and no job waits longer than it must: the cap, or the budget's share
+    assert wait <= max(5.0, pending * 60.0 / 250.0) + 1e-9
+    assert wait <= poll_wait(attempt, 0.0, jitter, None, pending=pending + 1)
 
 
 window_calls = st.lists(st.integers(0, 600), max_size=30)
