@@ -14,10 +14,11 @@ def test_records_of_several_tables_name_their_table_and_one_table_is_unchanged(s
     records = both.json_lines
     tables = [r.pop("table") for r in records]
     assert set(tables) == {"canvas.accounts", "canvas.users"}
-    assert tables == sorted(tables)  # a table's records together, in the order asked
+    changes = sum(1 for a, b in zip(tables, tables[1:]) if a != b)
+    assert changes == 1  # each table's records together (whichever table came first)
     alone = run_dap("snapshot", "--table", "accounts", "--output", "-", sim=sim)
     assert alone.status == 0 and all("table" not in r for r in alone.json_lines)
-    assert records[:tables.count("canvas.accounts")] == alone.json_lines
+    assert [r for r, t in zip(records, tables) if t == "canvas.accounts"] == alone.json_lines
 
 
 def test_schemas_of_several_tables_to_stdout_are_json_lines(sim):
