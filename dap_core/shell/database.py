@@ -222,6 +222,9 @@ class Database:
     def _bookkeeping_exists(self) -> bool:
         raise NotImplementedError
 
+    def ensure_namespace(self, namespace: str) -> None:
+        """Where tables live in schemas, the namespace's schema exists afterwards."""
+
     def checkpoint_param(self, at: datetime) -> Any:
         """The checkpoint as the driver writes a ``timestamp without time zone`` (UTC)."""
         return at.astimezone(timezone.utc).replace(tzinfo=None)
@@ -492,6 +495,14 @@ class PostgresDatabase(Database):
             self.query("SELECT pg_advisory_xact_lock(hashtextextended('dap:bookkeeping', 0))")
             self.execute_all(self.dialect.bookkeeping())
 
+    def ensure_namespace(self, namespace: str) -> None:
+        # two tables' first runs at once would both create the schema: one at a time
+        if self.query("SELECT 1 FROM pg_namespace WHERE nspname = %s", (namespace,)):
+            return
+        with self.transaction():
+            self.query("SELECT pg_advisory_xact_lock(hashtextextended('dap:bookkeeping', 0))")
+            self.execute("CREATE SCHEMA IF NOT EXISTS %s" % self.dialect.ident(namespace))
+
     def _bookkeeping_exists(self) -> bool:
         return bool(self.query("SELECT to_regclass('instructure_dap.table_sync') IS NOT NULL "
                                "AND to_regclass('instructure_dap.database_version') IS NOT NULL"
@@ -595,6 +606,37 @@ class MySQLDatabase(Database):
 
 # -- SQLite --------------------------------------------------------------------------------------
 
+class _LockFiles:
+    """One descriptor per lock file per process, shared by its connections: POSIX record
+    locks belong to the process, and closing any descriptor of the file would drop every
+    lock the process holds on it (another thread's table among them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict = {}  # path -> [fd, users]
+
+    def acquire(self, path: str) -> int:
+        with self._lock:
+            entry = self._open.get(path)
+            if entry is None:
+                entry = self._open[path] = [os.open(path, os.O_RDWR | os.O_CREAT, 0o644), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            entry = self._open.get(path)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:
+                os.close(entry[0])
+                del self._open[path]
+
+
+_LOCK_FILES = _LockFiles()
+
+
 class SQLiteDatabase(Database):
     dialect = DIALECTS["sqlite"]
 
@@ -625,7 +667,7 @@ class SQLiteDatabase(Database):
         if self.path == ":memory:":
             return None
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.path + ".dap-lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = _LOCK_FILES.acquire(os.path.abspath(self.path) + ".dap-lock")
         return self._lock_fd
 
     def _try_lock(self, namespace: str, table: str) -> bool:
@@ -651,7 +693,7 @@ class SQLiteDatabase(Database):
     def close(self) -> None:
         super().close()
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            _LOCK_FILES.release(os.path.abspath(self.path) + ".dap-lock")
             self._lock_fd = None
 
     def ensure_bookkeeping(self) -> None:

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .. import errors
 from ..dbschema import TableDef, schema_change, schema_description, table_def
@@ -92,6 +93,7 @@ class Replica:
         self.url = url if isinstance(url, DatabaseUrl) else parse_database_url(url)
         self.lock_wait = lock_wait
         self._memory: Optional[Database] = None
+        self._memory_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "Replica(%s)" % self.url.redacted()
@@ -102,7 +104,7 @@ class Replica:
             # every connection to :memory: is a new database: keep the one
             if self._memory is None:
                 self._memory = connect(self.url)
-            return _Borrowed(self._memory)  # type: ignore[return-value]
+            return _Borrowed(self._memory, self._memory_lock)  # type: ignore[return-value]
         return connect(self.url)
 
     def close(self) -> None:
@@ -158,6 +160,24 @@ class Replica:
                             namespace, table, exc.message)
                 return self._init(db, namespace, table, True)
 
+    def sync_many(self, namespace: str, tables: Optional[Sequence[str]] = None, *,
+                  init: bool = False, replace: bool = False, reinit_if_needed: bool = False,
+                  concurrency: Optional[int] = None
+                  ) -> Iterator[Tuple[str, Optional[ReplicaResult], Optional[BaseException]]]:
+        """``sync`` (or with ``init``, ``init``) of several tables at once (None: every
+        table of the namespace), ``concurrency`` at a time; ``(table, result, None)`` or
+        ``(table, None, error)`` as each completes. One table failing stops none of the
+        others."""
+        from .pipeline import DEFAULT_CONCURRENCY, run_concurrently
+        names = list(tables) if tables is not None else self.client.list_tables(namespace)
+
+        def work(table: str) -> ReplicaResult:
+            if init:
+                return self.init(namespace, table, replace=replace)
+            return self.sync(namespace, table, reinit_if_needed=reinit_if_needed)
+
+        return run_concurrently(names, work, concurrency or DEFAULT_CONCURRENCY)
+
     def drop(self, namespace: str, table: str) -> ReplicaResult:
         """Drop the table, its enum types and its bookkeeping row, in one transaction (on
         MySQL: the row first, then the table)."""
@@ -203,6 +223,7 @@ class Replica:
 
     def _prepare(self, db: Database, namespace: str, table: str) -> None:
         db.ensure_bookkeeping()
+        db.ensure_namespace(namespace)
         if db.dialect.name == "mysql":
             self._recover_mysql(db, namespace, table)
 
@@ -378,16 +399,19 @@ class Replica:
 
 
 class _Borrowed:
-    """A shared connection handed out as if new: closing it does nothing."""
+    """The one connection to ``:memory:``, lent to one operation at a time; closing it
+    does nothing."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lock: threading.Lock) -> None:
         self._db = db
+        self._lock = lock
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
     def __enter__(self) -> Database:
+        self._lock.acquire()
         return self._db
 
     def __exit__(self, *exc: Any) -> None:
-        pass
+        self._lock.release()

@@ -94,3 +94,23 @@ def test_snapshot_required_stops_with_9_or_rebuilds_with_reinit_if_needed(databa
         result = replica.sync("canvas", "accounts", reinit_if_needed=True)
         assert result.action == "replace"
     assert_replica_equals(database, sim, "canvas", "accounts")
+
+
+def test_sync_many_replicates_tables_concurrently_each_on_its_own(database, make_simulator):
+    # jobs that stay pending a while: the tables' waits overlap (4 workers, 5 tables)
+    sim = make_simulator(rows_per_part=97, job_wait=0.3, job_run=0.3, fail_table=["users"])
+    with connect(sim) as dap, Replica(dap, database.url) as replica:
+        outcomes = {t: (r, e) for t, r, e in replica.sync_many("canvas", concurrency=4)}
+        assert set(outcomes) == set(CANVAS)
+        assert isinstance(outcomes["users"][1], errors.JobFailed)
+        for table in set(CANVAS) - {"users"}:
+            result, error = outcomes[table]
+            assert error is None and result.action == "init"
+            assert_replica_equals(database, sim, "canvas", table)
+        sim.advance(2)
+        again = {t: (r, e) for t, r, e in replica.sync_many(
+            "canvas", ["accounts", "courses", "enrollments"], concurrency=3)}
+        assert all(e is None and r.action == "sync" for r, e in again.values())
+    for table in ("accounts", "courses", "enrollments"):
+        assert_replica_equals(database, sim, "canvas", table)
+    assert not database.exists("canvas", "users")
