@@ -883,10 +883,12 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         console.error(str(exc))
         return exc.exit_status
     except errors.Terminated:
+        _stop_workers()
         console.error("terminated (SIGTERM); nothing half-written was kept, no checkpoint "
                       "moved: run the same command again")
         return EXIT_TERMINATED
     except KeyboardInterrupt:
+        _stop_workers()
         console.error("interrupted; nothing half-written was kept")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -904,6 +906,13 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         log.setLevel(previous[0])
         log.propagate = previous[1]
         _restore_sigterm(previous_sigterm)
+
+
+def _stop_workers() -> None:
+    """Tables worked on in other threads (--concurrency) are abandoned with the process:
+    their temporaries go now, and nothing of theirs is committed from now on."""
+    from .sinks import stop_writing
+    stop_writing()
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

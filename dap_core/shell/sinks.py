@@ -22,11 +22,14 @@ import glob
 import os
 import shutil
 import tempfile
+import threading
 import time
+import weakref
 from typing import BinaryIO, List, Optional
 
 __all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "TableNamingStream", "fsync_directory",
-           "write_file_atomically", "remove_stale_temporaries", "name_table_in_line"]
+           "write_file_atomically", "remove_stale_temporaries", "name_table_in_line",
+           "stop_writing", "Stopped"]
 
 #: Parts are spooled in memory up to this size, then on disk (stdout sink, parquet input).
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -66,6 +69,44 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+# -- stopping: Ctrl-C or SIGTERM while worker threads write ---------------------------------------
+
+_LIVE_LOCK = threading.Lock()
+#: the temporaries being written now
+_LIVE: "weakref.WeakSet[AtomicFile]" = weakref.WeakSet()
+#: threads of a run that was stopped: they commit nothing any more
+_STOPPED_THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+class Stopped(Exception):
+    """Raised in a worker thread of a run that was stopped (Ctrl-C, SIGTERM): nothing it
+    writes is committed any more."""
+
+
+def stop_writing() -> List[str]:
+    """The run is ending (Ctrl-C, SIGTERM) in the calling thread while other threads may be
+    writing: remove every temporary being written, and let no other thread of this process
+    commit an output (or a checkpoint) from now on.  The temporaries removed."""
+    me = threading.current_thread()
+    with _LIVE_LOCK:
+        _STOPPED_THREADS.update(t for t in threading.enumerate() if t is not me)
+        files = list(_LIVE)
+        _LIVE.clear()
+    removed = []
+    for live in files:  # the writing thread keeps its handle: it writes into nothing
+        try:
+            os.unlink(live.path)
+            removed.append(live.path)
+        except OSError:
+            pass
+    return removed
+
+
+def _check_not_stopped() -> None:
+    if threading.current_thread() in _STOPPED_THREADS:
+        raise Stopped("the run was stopped: nothing more is committed")
+
+
 class AtomicFile:
     """A file that appears at ``final_path`` whole, or not at all.
 
@@ -79,10 +120,13 @@ class AtomicFile:
         self.final_path = os.fspath(final_path)
         directory, name = os.path.split(os.path.abspath(self.final_path))
         self.directory = directory
+        _check_not_stopped()
         fd, self.path = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".part")
         self._file: Optional[BinaryIO] = os.fdopen(fd, "w+b")
         self._mark = 0
         self.done = False
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def __repr__(self) -> str:
         return "AtomicFile(%r)" % (self.final_path,)
@@ -139,7 +183,10 @@ class AtomicFile:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self.path, 0o666 & ~umask)
-        os.replace(self.path, self.final_path)
+        with _LIVE_LOCK:  # a stop either comes before (nothing renamed) or after
+            _check_not_stopped()
+            os.replace(self.path, self.final_path)
+            _LIVE.discard(self)
         fsync_directory(self.directory)
         self.done = True
         remove_stale_temporaries(self.final_path)
@@ -150,6 +197,8 @@ class AtomicFile:
         if self.done:
             return
         self.done = True
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         try:
             if self._file is not None:
                 self._file.close()
