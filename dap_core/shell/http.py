@@ -328,7 +328,10 @@ class Transport:
     def send(self, method: str, url: str, *, headers: Optional[Mapping[str, str]] = None,
              body: Optional[bytes] = None) -> Reply:
         """One API request, body read whole; network errors raise (urllib3.HTTPError/OSError)."""
-        resp = self.pool.urlopen(method, url, body=body, headers=dict(headers or {}),
+        # headers given to urlopen replace the pool's: the User-Agent goes in each time
+        sent = {"User-Agent": _user_agent()}
+        sent.update(headers or {})
+        resp = self.pool.urlopen(method, url, body=body, headers=sent,
                                  retries=False, redirect=False, preload_content=True,
                                  decode_content=True, timeout=self.timeout)
         return Reply(resp.status, resp.headers, resp.data or b"")
@@ -337,7 +340,9 @@ class Transport:
         """GET a download as a stream (``preload_content=False``) of the raw bytes on the wire
         (``decode_content=False``: a part is gzip; urllib3 must not unzip it for us).
         The caller releases it.  Never sends credentials: only the headers given here."""
-        return self.pool.urlopen("GET", url, headers=dict(headers or {}),
+        sent = {"User-Agent": _user_agent()}
+        sent.update(headers or {})
+        return self.pool.urlopen("GET", url, headers=sent,
                                  retries=self.download_retries, redirect=True,
                                  preload_content=False, decode_content=False,
                                  timeout=self.timeout)
