@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, Optional, Tuple
 
 __all__ = [
@@ -156,7 +157,8 @@ class ValidationFailed(ServiceError):
 
 class OutOfRange(ServiceError):
     exit_status = 8
-    default_hint = "pass --since/--until inside the range DAP has data for, or leave --until out"
+    default_hint = ("pass --since and --until inside the range DAP has data for (without "
+                    "--until, the changes end at the latest data)")
 
 
 class SnapshotRequired(ServiceError):
@@ -349,8 +351,9 @@ def error_from_answer(status: Optional[int], body: Optional[bytes], *,
         if cls is SnapshotRequired:
             hint = ("take a new snapshot (dap snapshot --table %s), then chain incrementals "
                     "from its `at`" % (table or "TABLE"))
+            said = _SAYS_TAKE_A_SNAPSHOT.sub("", said)  # the hint says it, with the command
             return SnapshotRequired("DAP needs a new snapshot%s%s" % (
-                " of " + where if where else "", reason), hint, **common)
+                " of " + where if where else "", ": " + said if said else ""), hint, **common)
         if cls is OutOfRange:
             return OutOfRange("since/until is outside the data DAP has%s%s" % (
                 _range_text(extra), reason), **common)
@@ -374,6 +377,13 @@ def error_from_answer(status: Optional[int], body: Optional[bytes], *,
                         "try again; if it persists, report it", **common)
 
 
+#: a service message's closing advice to take a new snapshot (the hint gives it, once)
+_SAYS_TAKE_A_SNAPSHOT = re.compile(r"[\s,;:.]*(?:please\s+)?take a (?:new |fresh )?snapshot"
+                                   r"[^,;:]*$", re.I)
+#: DAP's namespaces (the contract's examples); an account may not have all of them
+KNOWN_NAMESPACES = ("canvas", "canvas_logs", "catalog", "new_quizzes")
+
+
 def _not_found(extra: Dict[str, Any], said: str, namespace: Optional[str],
                table: Optional[str], common: Dict[str, Any]) -> NotFound:
     kind = one_line(extra.get("kind") or "").lower()
@@ -386,7 +396,11 @@ def _not_found(extra: Dict[str, Any], said: str, namespace: Optional[str],
     else:
         what += " not found"
     hints = {
-        "namespace": "known namespaces include canvas, canvas_logs, catalog, new_quizzes",
+        "namespace": (
+            "%s is one of DAP's namespaces, but this DAP does not serve it to this account: "
+            "ask Instructure support whether it is enabled" % ident
+            if ident in KNOWN_NAMESPACES else
+            "check the name: DAP's namespaces include %s" % ", ".join(KNOWN_NAMESPACES)),
         "table": "list the tables with dap list%s" % (
             " --namespace " + namespace if namespace else ""),
         "job": "the job may have expired; run the query again",

@@ -221,37 +221,84 @@ def _wants_help(argv: Sequence[str]) -> Tuple[bool, Optional[str]]:
     return bool({"-h", "--help"} & set(_before_dashes(argv))), command
 
 
+def _options_taking_values() -> set:
+    """The long options of USAGE that take a value (``--table=TABLES``)."""
+    found = set()
+    for title in ("Options", "Global options"):
+        for name, block in _option_blocks(title):
+            if re.match(r"\s+(?:-\w, )?--[\w-]+=", block[0]):
+                found.add(name)
+    return found
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    import difflib
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return " (did you mean %s?)" % close[0] if close else ""
+
+
 def _explain_usage_error(argv: Sequence[str]) -> str:
-    """A one-line reason why docopt refused ``argv`` (docopt's own text is not for people)."""
-    words = [a for a in argv if not a.startswith("-")]
-    command = next((a for a in argv if a in COMMANDS), None)
-    if command is None:
-        if not argv:
-            return "no command given; the commands are " + ", ".join(COMMANDS)
-        unknown = next((w for w in words if w not in COMMANDS), None)
-        if unknown is not None and not any(a.startswith("--") and "=" not in a for a in argv):
-            return "unknown command %r; the commands are %s" % (unknown, ", ".join(COMMANDS))
-        return "no command given (or an option's value is missing); the commands are " + \
-            ", ".join(COMMANDS)
-    allowed = set(re.findall(r"--[\w-]+", " ".join(_usage_lines(command))))
-    allowed |= {name for name, _ in _option_blocks("Global options")} | {"-h"}
-    every = {name for name, _ in _option_blocks("Options")} | allowed
-    seen: Dict[str, int] = {}
-    for arg in argv:
+    """A one-line reason why docopt refused ``argv`` (docopt's own text is not for people):
+    which word is wrong, and what was probably meant."""
+    takes_value = _options_taking_values()
+    every_option = sorted({name for title in ("Options", "Global options")
+                           for name, _ in _option_blocks(title)} | {"--help", "--version"})
+    words: List[str] = []
+    options: List[str] = []
+    missing_value = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
         if arg == "--":
+            words.extend(argv[i + 1:])
             break
         if arg.startswith("-") and arg != "-":
             name = arg.split("=", 1)[0]
-            if name not in every:
-                return "unknown option %s" % name
-            if name not in allowed:
-                return "%s does not take %s" % (command, name)
-            seen[name] = seen.get(name, 0) + 1
-            if seen[name] > 1:
-                return "%s is given twice" % name
+            options.append(name)
+            if name in takes_value and "=" not in arg:
+                following = argv[i + 1] if i + 1 < len(argv) else None
+                if following is None or (following.startswith("--") and following != "--"):
+                    missing_value = missing_value or name
+                else:
+                    i += 1
+        else:
+            words.append(arg)
+        i += 1
+    known = ", ".join(COMMANDS)
+    if not words:
+        if missing_value:
+            return "%s needs a value, and no command is given; the commands are %s" % (
+                missing_value, known)
+        return "no command given; the commands are " + known
+    command = words[0]
+    if command not in COMMANDS:
+        return "unknown command %r%s; the commands are %s" % (
+            command, _did_you_mean(command, COMMANDS), known)
+    allowed = set(re.findall(r"--[\w-]+", " ".join(_usage_lines(command))))
+    allowed |= {name for name, _ in _option_blocks("Global options")} | {"-h"}
+    seen: Dict[str, int] = {}
+    for name in options:
+        if name not in every_option and name != "-h":
+            return "unknown option %s%s" % (name, _did_you_mean(name, every_option))
+        if name not in allowed:
+            return "%s does not take %s" % (command, name)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            return "%s is given twice" % name
+    if missing_value:
+        return "%s needs a value (%s)" % (missing_value, next(
+            (line.split()[0].replace("=", " ") for title in ("Options", "Global options")
+             for name, block in _option_blocks(title) if name == missing_value
+             for line in block[:1]), missing_value))
+    needs_table = bool(re.search(r"(?<!\[)--table=", " ".join(_usage_lines(command))))
+    if len(words) > 1:
+        extra = words[1]
+        meant = " (did you mean --table %s?)" % extra if needs_table and \
+            "--table" not in seen else ""
+        return "%s does not take the word %r%s" % (command, extra, meant)
     if "--output" in seen and "--output-directory" in seen:
         return "--output and --output-directory exclude each other"
-    if command != "list" and "--table" not in seen:
+    if needs_table and "--table" not in seen:
         return "%s needs --table" % command
     return "the command line is not understood"
 

@@ -153,3 +153,36 @@ def test_job_failed_carries_the_job_error():
 def test_sigterm_exits_143_and_is_not_a_bug():
     assert exit_status_for(errors.Terminated()) == 143
     assert isinstance(errors.Terminated(), KeyboardInterrupt)
+
+
+# -- messages that contradicted themselves or repeated themselves (#12) ---------------------------
+
+def test_snapshot_required_says_take_a_new_snapshot_once():
+    error = errors.error_from_answer(400, _body(
+        type="SnapshotRequired", uuid="u", message="'since' is older than the 30 days of "
+        "changes DAP keeps: take a new snapshot"), namespace="canvas", table="users")
+    text = str(error)
+    assert text.lower().count("take a new snapshot") == 1
+    assert "dap snapshot --table users" in text and "30 days" in text
+
+
+@pytest.mark.parametrize("namespace", ["catalog", "nowhere"])
+def test_a_missing_namespace_is_never_listed_as_known(namespace):
+    error = errors.error_from_answer(404, _body(type="NotFound", uuid="u", message="m",
+                                                kind="namespace", id=namespace),
+                                     namespace=namespace)
+    hint = error.hint
+    if namespace == "catalog":
+        assert "one of DAP's namespaces" in hint and "does not serve it" in hint
+    else:
+        assert "check the name" in hint
+    assert "known namespaces include" not in hint
+
+
+def test_out_of_range_does_not_tell_a_future_since_to_leave_until_out():
+    error = errors.error_from_answer(400, _body(type="OutOfRange", uuid="u",
+                                                message="'since' lies after the latest data",
+                                                since="2024-01-01T00:00:00Z",
+                                                until="2024-02-01T00:00:00Z"))
+    assert isinstance(error, errors.OutOfRange)
+    assert "leave --until out" not in str(error) and "--since" in str(error)
