@@ -16,6 +16,12 @@ OUT       ?= downloads
 STATE     ?= $(OUT)/dap-state.json
 WHEELS    ?= wheelhouse
 
+# Appended to a dap command: when dap fails, say its own exit status (make itself exits 2
+# for any failed recipe; README.md's "Exit statuses" tells what dap's status means).
+DAP_STATUS = || { status=$$?; echo "make $@: dap failed with exit status $$status (README: Exit statuses); make itself exits 2" >&2; exit $$status; }
+# The checkpoints STATE holds of NAMESPACE's TABLE (a name, a comma list or all): file args
+HELD_CHECKPOINTS = $(PY) -c 'import json, sys; cps = json.load(open(sys.argv[1])).get("checkpoints", {}); ns, t = sys.argv[2], sys.argv[3]; print(", ".join(sorted(k for k in cps if k.startswith(ns + ".") and (t == "all" or k.split(".", 1)[1] in t.split(",")))))'
+
 .DEFAULT_GOAL := help
 .PHONY: help install demo test simulator bench soak clean wheelhouse list schema snapshot incremental
 
@@ -51,21 +57,30 @@ wheelhouse: $(STAMP) ## wheels of dap and all dependencies in $(WHEELS)/ for off
 	@echo "copy $(WHEELS)/ over, then: pip install --no-index --find-links $(WHEELS) 'dap-cd2[parquet]'"
 
 list: $(STAMP) ## list the tables of NAMESPACE (default canvas)
-	$(DAP) list --namespace $(NAMESPACE)
+	@$(DAP) list --namespace $(NAMESPACE) $(DAP_STATUS)
 
 schema: $(STAMP) ## write TABLE's schema into OUT
 	@test -n "$(TABLE)" || { echo "make schema: set TABLE=name (or TABLE=all)" >&2; exit 2; }
-	$(DAP) schema --namespace $(NAMESPACE) --table $(TABLE) --output-directory $(OUT)
+	@$(DAP) schema --namespace $(NAMESPACE) --table $(TABLE) --output-directory $(OUT) \
+	  $(DAP_STATUS)
 
 snapshot: $(STAMP) ## snapshot TABLE into OUT as FORMAT; records the checkpoint in STATE
 	@test -n "$(TABLE)" || { echo "make snapshot: set TABLE=name (or TABLE=all)" >&2; exit 2; }
-	$(DAP) snapshot --namespace $(NAMESPACE) --table $(TABLE) --format $(FORMAT) \
-	  --output-directory $(OUT) --state $(STATE)
+	@$(DAP) snapshot --namespace $(NAMESPACE) --table $(TABLE) --format $(FORMAT) \
+	  --output-directory $(OUT) --state $(STATE) $(DAP_STATUS)
 
-incremental: $(STAMP) ## changes of TABLE since SINCE, or since the checkpoint in STATE
+incremental: $(STAMP) ## changes of TABLE since its checkpoint in STATE; SINCE only for a first run
 	@test -n "$(TABLE)" || { echo "make incremental: set TABLE=name (or TABLE=all)" >&2; exit 2; }
+	@since='$(SINCE)'; \
+	if [ -n "$$since" ] && [ -f '$(STATE)' ]; then \
+	  held=$$($(HELD_CHECKPOINTS) '$(STATE)' '$(NAMESPACE)' '$(TABLE)' 2>/dev/null); \
+	  if [ -n "$$held" ]; then \
+	    echo "make incremental: $(STATE) has a checkpoint of $$held: continuing from it; SINCE=$$since is not used" >&2; \
+	    since=; \
+	  fi; \
+	fi; \
 	$(DAP) incremental --namespace $(NAMESPACE) --table $(TABLE) --format $(FORMAT) \
-	  --output-directory $(OUT) --state $(STATE) $(if $(SINCE),--since $(SINCE))
+	  --output-directory $(OUT) --state $(STATE) $${since:+--since "$$since"} $(DAP_STATUS)
 
 clean: ## remove the virtualenv, build leftovers, downloads of the demo and bench results
 	rm -rf $(VENV) build dist *.egg-info $(WHEELS) demo-output bench/results .pytest_cache .hypothesis

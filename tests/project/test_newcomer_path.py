@@ -227,3 +227,25 @@ def test_every_pip_install_names_the_distribution_setup_py_builds():
     texts += [p.read_text() for p in (ROOT / "dap_core").rglob("*.py")]
     named = re.findall(r"pip install [^\n]*?'([a-z0-9_-]+)\[", "\n".join(texts))
     assert named and set(named) == {name}, named
+
+
+@needs_make
+def test_make_incremental_with_since_after_a_checkpoint_continues_and_failures_name_daps_status(
+        make_simulator, tmp_path):
+    """SINCE once a checkpoint exists used to be refused (the Makefile always passes
+    --state); and make's own exit status 2 hid dap's (#12)."""
+    sim = make_simulator()
+    env = dap_env(sim)
+    out = tmp_path / "out"
+    common = [MAKE, "--no-print-directory", f"OUT={out}"]
+    assert run(common + ["snapshot", "TABLE=accounts"], env=env).returncode == 0
+    at = json.loads((out / "dap-state.json").read_text())["checkpoints"]["canvas.accounts"]
+    sim.advance(1)
+    incr = run(common + ["incremental", "TABLE=accounts", "SINCE=2020-01-01T00:00:00Z"], env=env)
+    assert incr.returncode == 0, incr.stderr
+    assert "SINCE=2020-01-01T00:00:00Z is not used" in incr.stderr
+    assert json.loads(incr.stdout.strip().splitlines()[-1])["since"] == at["next_since"]
+
+    failed = run(common + ["snapshot", "TABLE=no_such_table"], env=env)
+    assert failed.returncode == 2  # make's own
+    assert "dap failed with exit status 6" in failed.stderr
