@@ -23,12 +23,10 @@ then converges.
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
@@ -39,8 +37,8 @@ from fixtures.simulator import QUICK_OPTIONS
 from tests.cli.conftest import DAP
 from tests.shell.conftest import Sleeper, connect
 
-from .conftest import (_database, assert_replica_equals, db_env, leftover_tables,
-                       stored_checkpoint, utc_point, wait_until_alone)
+from .conftest import (RequestGate, _database, assert_replica_equals, db_env, leftover_tables,
+                       object_download, stored_checkpoint, utc_point, wait_until_alone)
 
 NS, TABLE = "canvas", "submissions"
 
@@ -196,44 +194,6 @@ TAIL_KILLS = 3         # per command, at most (the first one that lands after en
 ROLL_FORWARD = "__dap_new"
 
 
-class ObjectGate:
-    """Holds back the simulator's answers to object downloads beyond the first `allowed` of
-    a run, until released: the client then waits on its request, mid-load.  It wraps the
-    simulator's request recorder, through which every request passes before it is served."""
-
-    def __init__(self, sim) -> None:
-        self.service = sim.service
-        self.record = self.service.record
-        self.allowed = None
-        self.seen = 0
-        self.open = threading.Event()
-        self.open.set()
-        self.lock = threading.Lock()
-        self.service.record = self._record
-
-    def _record(self, method, path, headers):
-        entry = self.record(method, path, headers)
-        if path.startswith("/objects/"):
-            with self.lock:
-                self.seen += 1
-                held = self.allowed is not None and self.seen > self.allowed
-            if held:
-                self.open.wait(120)
-        return entry
-
-    def hold_after(self, allowed) -> None:
-        with self.lock:
-            self.allowed, self.seen = allowed, 0
-            self.open.clear() if allowed is not None else self.open.set()
-
-    def release(self) -> None:
-        self.open.set()
-
-    def close(self) -> None:
-        self.release()
-        self.service.record = self.record
-
-
 def object_requests(sim):
     return [r for r in sim.requests if r["path"].startswith("/objects/")]
 
@@ -255,7 +215,7 @@ def wait_for(proc, condition, what: str, timeout: float = 60.0) -> bool:
 class Killer:
     """Runs `bin/dap` against `sim` into `url`, and kills it at a protocol event."""
 
-    def __init__(self, sim, url: str, gate: ObjectGate) -> None:
+    def __init__(self, sim, url: str, gate: RequestGate) -> None:
         self.sim, self.url, self.gate = sim, url, gate
 
     def start(self, args):
@@ -279,16 +239,14 @@ class Killer:
         return len(parts), max(0.0, ended - parts[-1]["time"]) if parts else 0.0
 
     def kill_mid_load(self, args, k: int):
-        """Kill while the run waits for object download k+1: returns the exit status it ended
-        with first (None: the kill landed)."""
-        self.gate.hold_after(k)
+        """Kill while the run waits for object download k+1 (held back): returns the exit
+        status it ended with first (None: the kill landed)."""
+        self.gate.hold(object_download, nth=k + 1)
         try:
             proc = self.start(args)
-            waiting = wait_for(proc, lambda: len(object_requests(self.sim)) > k,
-                               "object download %d" % (k + 1))
-            return self._kill(proc) if waiting else proc.returncode
+            return self._kill(proc) if self.gate.wait_held(proc) else proc.returncode
         finally:
-            self.gate.hold_after(None)
+            self.gate.release()
 
     def kill_after_last_part(self, args, parts: int, delay: float):
         """Kill `delay` s after the last part was served."""
@@ -349,7 +307,7 @@ def test_sigkill_during_initdb_and_syncdb_leaves_before_or_after_and_a_rerun_con
         database, reference_database, make_simulator):
     sim = make_simulator(**KILL_DATA)
     rng = random.Random("db-kills:%s" % database.dialect)
-    gate = ObjectGate(sim)
+    gate = RequestGate(sim)
     killer = Killer(sim, database.url, gate)
     reference = Killer(sim, reference_database.url, gate)
     tally = Tally()
@@ -429,19 +387,19 @@ def test_mysql_initdb_killed_between_its_commit_and_its_rename_is_rolled_forward
     The next run of any command finishes the rename first; initdb then refuses, as for any
     table that is there."""
     sim = make_simulator(**KILL_DATA)
-    gate = ObjectGate(sim)
+    gate = RequestGate(sim)
     args = ["initdb", "--namespace", NS, "--table", TABLE]
     try:
         Killer(sim, mysql_reference.url, gate).clean(args)
         after = mysql_reference.snapshot(NS, TABLE)
         killer = Killer(sim, mysql.url, gate)
-        gate.hold_after(1)  # the new copy is created, the load under way
+        gate.hold(object_download, nth=2)  # the new copy is created, the load under way
         proc = killer.start(args)
-        assert wait_for(proc, lambda: len(object_requests(sim)) > 1, "object download 2")
+        assert gate.wait_held(proc), killer.stderr()
         new_copy = mysql.table(NS, TABLE + ROLL_FORWARD)
         mysql.execute("START TRANSACTION")
         mysql.query("SELECT COUNT(*) FROM %s" % new_copy)  # holds its metadata lock
-        gate.hold_after(None)
+        gate.release()
         assert wait_for(proc, lambda: session_running(mysql, "RENAME TABLE") is not None,
                         "the rename"), killer.stderr()
         proc.send_signal(signal.SIGKILL)
