@@ -90,6 +90,8 @@ class Database:
 
     dialect: Dialect
     driver_errors: Tuple[type, ...] = ()
+    #: the staging table may be filled before the table's transaction opens
+    stages_apart = False
 
     def __init__(self, url: DatabaseUrl) -> None:
         self.url = url
@@ -283,6 +285,9 @@ class Loader:
         if self._in_body:
             self._abort_body()
             self.db.execute("ROLLBACK TO SAVEPOINT dap_part")
+            # and end it: in SQLite an outermost savepoint is the transaction itself, which
+            # ROLLBACK TO leaves open; the part begins again with a new savepoint
+            self.db.execute("RELEASE SAVEPOINT dap_part")
         self._pending = b""
         self._in_body = False
         self._part_rows = 0
@@ -310,6 +315,8 @@ class Loader:
 
     # what each database does with a part's body
     def _prepare(self) -> None:
+        # a staging table left by a failed run on this connection goes first
+        self.db.execute_all(self.db.dialect.drop_staging())
         self.db.execute_all(self.db.dialect.create_staging(len(self.header or ())))
 
     def _begin_body(self) -> None: ...
@@ -614,6 +621,29 @@ class _LockFiles:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict = {}  # path -> [fd, users]
+        self._held: set = set()  # (path, offset) held by a thread of this process
+
+    def hold(self, path: str, offset: int) -> bool:
+        """Take byte ``offset`` of the lock file for this process (False: held already, by
+        this process's other thread or by another process)."""
+        import fcntl
+        with self._lock:
+            if (path, offset) in self._held:
+                return False  # record locks do not exclude the process's own threads
+            fd = self._open[path][0]
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            except OSError:
+                return False
+            self._held.add((path, offset))
+            return True
+
+    def let_go(self, path: str, offset: int) -> None:
+        import fcntl
+        with self._lock:
+            if (path, offset) in self._held:
+                self._held.discard((path, offset))
+                fcntl.lockf(self._open[path][0], fcntl.LOCK_UN, 1, offset)
 
     def acquire(self, path: str) -> int:
         with self._lock:
@@ -639,6 +669,7 @@ _LOCK_FILES = _LockFiles()
 
 class SQLiteDatabase(Database):
     dialect = DIALECTS["sqlite"]
+    stages_apart = True
 
     def __init__(self, url: DatabaseUrl) -> None:
         super().__init__(url)
@@ -657,6 +688,9 @@ class SQLiteDatabase(Database):
             self.conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT,
                                         isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                # readers of the replica are never blocked by a sync, nor block its commit
+                self.conn.execute("PRAGMA journal_mode = WAL")
 
     def begin(self) -> None:
         # IMMEDIATE: take the write lock now, not at the first write halfway through
@@ -667,33 +701,31 @@ class SQLiteDatabase(Database):
         if self.path == ":memory:":
             return None
         if self._lock_fd is None:
-            self._lock_fd = _LOCK_FILES.acquire(os.path.abspath(self.path) + ".dap-lock")
+            self._lock_fd = _LOCK_FILES.acquire(self._lock_path())
         return self._lock_fd
 
     def _try_lock(self, namespace: str, table: str) -> bool:
-        import fcntl
-        fd = self._lock_file()
-        if fd is None:
+        if self._lock_file() is None:
             return True
         # one byte of the lock file per table: different tables never wait for each other
         offset = zlib.crc32(("%s.%s" % (namespace, table)).encode()) & 0x7FFFFFFF
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
-        except OSError:
+        if not _LOCK_FILES.hold(self._lock_path(), offset):
             return False
         self._locked[(namespace, table)] = offset
         return True
 
     def _unlock(self, namespace: str, table: str) -> None:
-        import fcntl
         offset = self._locked.pop((namespace, table), None)
         if offset is not None and self._lock_fd is not None:
-            fcntl.lockf(self._lock_fd, fcntl.LOCK_UN, 1, offset)
+            _LOCK_FILES.let_go(self._lock_path(), offset)
+
+    def _lock_path(self) -> str:
+        return os.path.abspath(self.path) + ".dap-lock"
 
     def close(self) -> None:
         super().close()
         if self._lock_fd is not None:
-            _LOCK_FILES.release(os.path.abspath(self.path) + ".dap-lock")
+            _LOCK_FILES.release(self._lock_path())
             self._lock_fd = None
 
     def ensure_bookkeeping(self) -> None:

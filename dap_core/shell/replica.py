@@ -271,8 +271,10 @@ class Replica:
         else:
             db.execute(db.dialect.sync_update(), values + (row.id,))
 
-    def _load(self, db: Database, job: Any, tdef: TableDef, label: str, apply) -> int:
-        """Stream the job's parts into staging, then ``apply(layout)``; the rows loaded."""
+    def _stage(self, db: Database, job: Any, tdef: TableDef, label: str
+               ) -> Tuple[int, Any]:
+        """Stream the job's parts into the staging table: (rows, its layout or None when
+        the result had no parts)."""
         holder: Dict[str, Any] = {}
 
         def on_header(header: List[str]):
@@ -286,10 +288,24 @@ class Replica:
         except BaseException:
             loader.abort()
             raise
-        if "layout" in holder:
-            apply(holder["layout"])
+        return loader.rows, holder.get("layout")
+
+    def _staged_first(self, db: Database, job: Any, tdef: TableDef, label: str):
+        """Where staging can fill outside the table's transaction (SQLite: its temporary
+        tables take no lock on the database, so several tables download at once and only
+        their short apply-and-commit waits for the write lock), do it now."""
+        if not db.stages_apart:
+            return None
+        return self._stage(db, job, tdef, label)
+
+    def _load(self, db: Database, job: Any, tdef: TableDef, label: str, apply,
+              staged: Optional[Tuple[int, Any]] = None) -> int:
+        """Staging (now, or ``staged`` before), then ``apply(layout)``; the rows loaded."""
+        rows, layout = staged if staged is not None else self._stage(db, job, tdef, label)
+        if layout is not None:
+            apply(layout)
             db.execute_all(db.dialect.drop_staging())
-        return loader.rows
+        return rows
 
     def _init(self, db: Database, namespace: str, table: str, replace: bool) -> ReplicaResult:
         label = "%s.%s" % (namespace, table)
@@ -311,11 +327,12 @@ class Replica:
             rows = self._init_mysql(db, job, tdef, row, old if exists else None, label)
         else:
             suffix = NEW_SUFFIX if exists else ""
+            staged = self._staged_first(db, job, tdef, label)
             with db.transaction():
                 dialect_statements = dialect.create_table(tdef, suffix)
                 db.execute_all(dialect_statements)
                 rows = self._load(db, job, tdef, label, lambda layout: db.execute(
-                    dialect.insert_from_staging(tdef, layout, suffix)))
+                    dialect.insert_from_staging(tdef, layout, suffix)), staged)
                 if exists:
                     db.execute_all(dialect.swap_in(tdef, old))
                 self._save_row(db, row, namespace, table, job.at, tdef)
@@ -388,10 +405,11 @@ class Replica:
             counts["upserted"] = db.execute(dialect.insert_from_staging(tdef, layout, "",
                                                                         upsert=True))
 
+        staged = self._staged_first(db, job, tdef, label)
         with db.transaction():
             if change and dialect.name != "mysql":
                 db.execute_all(dialect.alter(tdef, change))
-            rows = self._load(db, job, tdef, label, apply)
+            rows = self._load(db, job, tdef, label, apply, staged)
             self._save_row(db, row, namespace, table, job.until, tdef)
         log.info("%s: sync %s -> %s, %d changes", label, job.since, job.until, rows)
         return ReplicaResult(namespace, table, "sync", self.target_name(namespace, table),
