@@ -320,24 +320,38 @@ def _not_a_record(number: int) -> UnexpectedAnswer:
     return UnexpectedAnswer("line %d of a part of the result is not a JSON object" % number)
 
 
+_LINE_END = object()  # what the decoder below makes of NaN: a line end, put there by us
+_LINES_DECODER = json.JSONDecoder(parse_constant={
+    "NaN": _LINE_END, "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__)
+
+
 def jsonl_records(data: bytes, first_line: int = 1) -> List[Dict[str, Any]]:
     """The records of whole JSONL lines (`data` ends at a line end, or at the end of a part):
     one dict per line, blank lines skipped; a line that is not a JSON object raises
     `UnexpectedAnswer` (numbered from `first_line`).
 
-    The lines are parsed as one JSON array (`[` + lines joined by commas + `]`), nearly twice
-    as fast as a `json.loads` per line; the array must have as many elements as there are
-    lines, all objects, or the lines are parsed one by one (blank lines, errors)."""
+    The lines are parsed as one JSON array, nearly twice as fast as a `json.loads` per line:
+    `[` + the lines joined by `,NaN,` + `]`, with NaN parsed as a marker, when the lines hold
+    no `NaN`.  Lines joined by commas alone could make an array of objects from lines that
+    are not one object each (`{"a":1},{"b":[3` and `4]}`); here an array that alternates
+    object, marker, object... has every marker, all of them ours, as one of its elements,
+    so between two of them (and the brackets) stands one line, which is one object.  Any
+    other answer, and lines holding `NaN`, are parsed one by one (blank lines, errors)."""
     body = data[:-1] if data.endswith(b"\n") else data
     if not body:
         return []
-    try:
-        batch = json.loads("[" + body.decode("utf-8").replace("\n", ",") + "]")
-    except ValueError:  # UnicodeDecodeError too
-        batch = None
-    if (type(batch) is list and len(batch) == body.count(b"\n") + 1
-            and set(map(type, batch)) == {dict}):
-        return batch
+    lines = body.count(b"\n") + 1
+    if b"NaN" not in body:
+        try:
+            parsed = _LINES_DECODER.decode(
+                "[" + body.decode("utf-8").replace("\n", ",NaN,") + "]")
+        except ValueError:  # UnicodeDecodeError too
+            parsed = None
+        if (type(parsed) is list and len(parsed) == 2 * lines - 1
+                and parsed.count(_LINE_END) == lines - 1):
+            batch = parsed[::2]
+            if set(map(type, batch)) == {dict}:
+                return batch
     batch = []
     for number, line in enumerate(body.split(b"\n"), first_line):
         if not line.strip():

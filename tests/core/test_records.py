@@ -380,25 +380,77 @@ def test_json_columns_are_the_text_to_json_text_gives(value):
     assert records_to_columns([{"value": {"x": value}}], [column]) == [[want]]
 
 
-def jsonl_lines(batch, blank_lines, last_newline):
-    lines = [to_json_text(r).encode() for r in batch]
-    for position in sorted(blank_lines, reverse=True):
-        lines.insert(min(position, len(lines)), b"  " if position % 2 else b"")
-    return b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+# objects whose JSON text has commas, brackets and constants in awkward places
+awkward_records = st.one_of(records_like_schema, st.dictionaries(
+    st.sampled_from(["a", "b", ",", "}"]),
+    st.one_of(json_values, st.sampled_from(["a,b", "},{", "NaN", "[1", "\n"]),
+              st.floats(allow_nan=False)),
+    max_size=3))
+
+# whole lines that are not one JSON object (and a few that are, written unusually)
+odd_lines = st.sampled_from([
+    b"", b"  ", b"\r", b"[1]", b"3", b'"s"', b"null", b"nul", b"NaN", b"{", b"}", b",",
+    b'{"a":"\xff"}', b'{"a":"\xed\xa0\x80"}', b'{"a":1} {"b":2}', b'{"a":1},{"b":2}',
+    b'{"a":1},', b',{"a":1}', b'{"a":1}]', b'{"n":NaN}', b'{"a":1}\r', b' {"a":1}\t',
+    b'{"a":1},NaN,{"b":[1'])
 
 
-@given(st.lists(records_like_schema, max_size=8), st.lists(st.integers(0, 8), max_size=3),
-       st.booleans())
-def test_jsonl_records_are_the_lines_parsed_one_by_one(batch, blank_lines, last_newline):
-    data = jsonl_lines(batch, blank_lines, last_newline)
-    assert jsonl_records(data) == [json.loads(line) for line in data.split(b"\n")
-                                   if line.strip()]
+@st.composite
+def maybe_broken_jsonl(draw):
+    """JSONL bytes whose lines may not be one JSON object each.  Half the time the records'
+    texts are joined by commas (an array's body) and cut into as many lines at commas
+    chosen anywhere -- between records, or inside an array, an object or a string -- which
+    joined again by commas are the same text; then other lines are mixed in."""
+    texts = [to_json_text(r) for r in draw(st.lists(awkward_records, max_size=6))]
+    if len(texts) > 1 and draw(st.booleans()):
+        text = ",".join(texts)
+        commas = [i for i, c in enumerate(text) if c == ","]
+        cuts = draw(st.lists(st.sampled_from(commas), min_size=len(texts) - 1,
+                             max_size=len(texts) - 1, unique=True))
+        chars = list(text)
+        for i in cuts:
+            chars[i] = "\n"
+        texts = "".join(chars).split("\n")
+    lines = [t.encode() for t in texts]
+    for position, line in draw(st.lists(st.tuples(st.integers(0, 6), odd_lines), max_size=3)):
+        lines.insert(min(position, len(lines)), line)
+    return b"\n".join(lines) + (b"\n" if lines and draw(st.booleans()) else b"")
+
+
+def one_json_object(line):
+    """`line` parsed on its own, or None when it is not one JSON object."""
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@settings(max_examples=300)
+@given(maybe_broken_jsonl(), st.integers(1, 1000))
+def test_jsonl_records_raise_exactly_when_a_line_is_not_one_json_object(data, first_line):
+    """Each line parsed on its own decides: all objects (or blank) give those objects, in
+    order; otherwise the first line that is not one names itself in the error."""
+    lines = data[:-1].split(b"\n") if data.endswith(b"\n") else data.split(b"\n")
+    parsed = [(number, one_json_object(line)) for number, line in enumerate(lines, first_line)
+              if line.strip()]
+    bad = [number for number, value in parsed if value is None]
+    if bad:
+        with pytest.raises(UnexpectedAnswer, match="line %d " % bad[0]):
+            jsonl_records(data, first_line)
+    else:
+        # repr: NaN is equal to nothing, itself included
+        assert repr(jsonl_records(data, first_line)) == repr([value for _, value in parsed])
 
 
 @pytest.mark.parametrize("data,line", [
     (b'{"a":1}\n[1]\n', 2), (b'{"a":1}\n{"b":2}\n3\n', 3), (b'{"a":1},{"b":2}\n', 1),
     (b'{"a":\n1}\n', 1), (b'{"a":1}\n\n{"b":\n', 3), (b'{"a":"\xff"}\n', 1), (b"nul\n", 1),
-    (b'{"a":1} {"b":2}\n', 1), (b'{"a":"\xed\xa0\x80"}\n', 1)])
+    (b'{"a":1} {"b":2}\n', 1), (b'{"a":"\xed\xa0\x80"}\n', 1),
+    # as many lines as objects, which joined by commas make an array of objects
+    (b'{"a":1},{"b":[3\n4]}\n', 1), (b'{"a":1},{"b":"x\ny"}\n', 1),
+    (b'{"a":1}\n{"b":{"c":1\n"d":2}}\n{"e":3}\n', 2),
+    (b'{"a":1},NaN,{"b":[1\n2]}\n', 1), (b'{"a":[1\nNaN]}\n', 1)])
 def test_a_line_that_is_not_one_json_object_is_an_unexpected_answer(data, line):
     with pytest.raises(UnexpectedAnswer, match="line %d " % (line + 9)):
         jsonl_records(data, first_line=10)
