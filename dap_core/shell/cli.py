@@ -77,6 +77,10 @@ Global options:
   --concurrency=N         work on at most N tables at once (their jobs, downloads
                           and loads overlap) [default: 4]
   --allow-insecure-http   allow plain http to a host that is not loopback
+  --logfile=FILE          append the logs to FILE instead of stderr (errors and
+                          summaries still go to stderr too)
+  --logformat=FORMAT      plain (dap: info: ...) or json: one object a line with
+                          time, level, table and message [default: plain]
   --loglevel=LEVEL        debug, info, warning or error; logs go to stderr
                           [default: warning]
   -h, --help              show this help, or a command's: dap snapshot --help
@@ -331,6 +335,13 @@ class Settings:
             raise errors.InvalidInput("unknown log level %r" % args.get("--loglevel"),
                                       "use one of " + ", ".join(LOGLEVELS))
         self.loglevel = level
+        self.logformat = (args.get("--logformat") or "plain").strip().lower()
+        if self.logformat not in ("plain", "json"):
+            raise errors.InvalidInput("unknown log format %r" % args.get("--logformat"),
+                                      "use plain or json")
+        self.logfile = args.get("--logfile")
+        if self.logfile is not None and not self.logfile.strip():
+            raise errors.InvalidInput("--logfile is empty", "pass a file name, or leave it out")
         self.allow_insecure_http = bool(args.get("--allow-insecure-http"))
         self.base_url = check_base_url(args.get("--base-url") or environ.get("DAP_API_URL")
                                        or DEFAULT_BASE_URL, self.allow_insecure_http)
@@ -485,13 +496,27 @@ class _Secrets:
 
 
 class _Formatter(logging.Formatter):
-    def __init__(self, secrets: _Secrets) -> None:
+    """``dap: info: canvas.accounts: message``, or with ``json`` one object a line:
+    ``{"time", "level", "table", "message"}``; secrets redacted either way."""
+
+    def __init__(self, secrets: _Secrets, style: str = "plain") -> None:
         super().__init__("dap: %(levelname)s: %(message)s")
         self.secrets = secrets
+        self.style = style
 
     def format(self, record: logging.LogRecord) -> str:
-        record.levelname = record.levelname.lower()
-        return self.secrets.redact(super().format(record))
+        level = record.levelname.lower()
+        message = self.secrets.redact(record.getMessage())
+        table = getattr(record, "table", None)
+        if self.style == "json":
+            import datetime
+            moment = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            return json.dumps({"time": moment.isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z"), "level": level, "table": table, "message": message},
+                ensure_ascii=False)
+        if table and not message.startswith(table):
+            message = "%s: %s" % (table, message)  # every line of a multi-table run
+        return "dap: %s: %s" % (level, message)
 
 
 class _Handler(logging.StreamHandler):
@@ -743,6 +768,16 @@ def cmd_list(client, settings: Settings, console: Console) -> int:
     return 0
 
 
+def _labelled(settings: Settings, work):
+    """``work`` with the table named in every log record it makes."""
+    from .pipeline import table_context
+
+    def labelled(table: str):
+        with table_context("%s.%s" % (settings.namespace, table)):
+            return work(table)
+    return labelled
+
+
 def _each_table(tables: Sequence[str], settings: Settings, console: Console, work,
                 concurrency: Optional[int] = None) -> int:
     """Run ``work(table)`` for each table, ``concurrency`` (default ``--concurrency``) at
@@ -753,7 +788,7 @@ def _each_table(tables: Sequence[str], settings: Settings, console: Console, wor
     done = 0
     if concurrency is None:
         concurrency = getattr(settings, "concurrency", 1)
-    outcomes = run_concurrently(tables, work, concurrency)
+    outcomes = run_concurrently(tables, _labelled(settings, work), concurrency)
     try:
         for table, _, exc in outcomes:
             if exc is None:
@@ -766,6 +801,8 @@ def _each_table(tables: Sequence[str], settings: Settings, console: Console, wor
                 raise exc
             failed.append((table, exc))
             console.error("%s.%s: %s" % (settings.namespace, table, exc))
+            if settings.logfile is not None:  # the log file tells the whole story
+                log.error("%s", exc, extra={"table": "%s.%s" % (settings.namespace, table)})
     finally:
         outcomes.close()
     if len(tables) > 1 or settings.several:
@@ -901,8 +938,10 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
             return exc.exit_status
         return 0
 
+    from .pipeline import TableFilter
     handler = _Handler(err)
     handler.setFormatter(_Formatter(secrets))
+    handler.addFilter(TableFilter())
     previous = (log.level, log.propagate)
     log.addHandler(handler)
     log.propagate = False
@@ -923,6 +962,11 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
             secrets.sources.append(settings.credentials.secrets)
         secrets.fixed.extend(settings.database_secrets)
         log.setLevel(getattr(logging, settings.loglevel.upper()))
+        handler.setFormatter(_Formatter(secrets, settings.logformat))
+        if settings.logfile is not None:
+            logfile = _open_logfile(settings.logfile)
+            handler.setStream(logfile)
+            handler.progress = None
         return _run(settings, console, secrets, err, client_options or {}, handler)
     except errors.DapError as exc:
         if console.stdout.failed:
@@ -950,9 +994,19 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         return _bug(exc, debug, console)
     finally:
         log.removeHandler(handler)
+        if handler.stream is not err:
+            handler.stream.close()
         log.setLevel(previous[0])
         log.propagate = previous[1]
         _restore_sigterm(previous_sigterm)
+
+
+def _open_logfile(path: str):
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise errors.InvalidInput("cannot open the log file %s: %s" % (
+            path, exc.strerror or exc), "pass a writable --logfile") from None
 
 
 def _stop_workers() -> None:
@@ -1022,7 +1076,7 @@ def _run(settings: Settings, console: Console, secrets: _Secrets, err: TextIO,
         options["progress"] = TerminalProgress(err)
         options.setdefault("sleep", options["progress"].sleep)  # the line's clock ticks on
         console.progress = options["progress"]
-        if handler is not None:
+        if handler is not None and handler.stream is err:
             handler.progress = options["progress"]
     options.setdefault("timeout", (min(10.0, settings.timeout), settings.timeout))
     with Client(settings.base_url, settings.credentials, ca_bundle=settings.ca_bundle,

@@ -14,11 +14,35 @@ outputs survive by construction (temporary names, transactions).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import threading
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, TypeVar
 
-__all__ = ["DEFAULT_CONCURRENCY", "run_concurrently"]
+__all__ = ["DEFAULT_CONCURRENCY", "run_concurrently", "table_context", "TableFilter"]
+
+_context = threading.local()
+
+
+@contextlib.contextmanager
+def table_context(label: str) -> Iterator[None]:
+    """Log records made in this thread meanwhile carry ``table = label`` (``TableFilter``)."""
+    previous = getattr(_context, "table", None)
+    _context.table = label
+    try:
+        yield
+    finally:
+        _context.table = previous
+
+
+class TableFilter(logging.Filter):
+    """Puts the table the current thread works on into each record (``record.table``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "table"):
+            record.table = getattr(_context, "table", None)
+        return True
 
 #: tables worked on at once by default: DAP starts 5 jobs a minute, so more workers mostly
 #: wait; 4 keep downloads overlapping with other tables' jobs on a small machine

@@ -337,7 +337,8 @@ class Replica:
                     db.execute_all(dialect.swap_in(tdef, old))
                 self._save_row(db, row, namespace, table, job.at, tdef)
         action = "replace" if exists else "init"
-        log.info("%s: %s, %d rows, checkpoint %s", label, action, rows, job.at)
+        from ..timestamps import format_timestamp
+        log.info("%s: %s, %d rows, checkpoint %s", label, action, rows, format_timestamp(job.at))
         return ReplicaResult(namespace, table, action, self.target_name(namespace, table),
                              rows, job.at, tdef.version, job.id)
 
@@ -411,7 +412,9 @@ class Replica:
                 db.execute_all(dialect.alter(tdef, change))
             rows = self._load(db, job, tdef, label, apply, staged)
             self._save_row(db, row, namespace, table, job.until, tdef)
-        log.info("%s: sync %s -> %s, %d changes", label, job.since, job.until, rows)
+        from ..timestamps import format_timestamp
+        log.info("%s: sync %s -> %s, %d changes", label, format_timestamp(job.since),
+                 format_timestamp(job.until), rows)
         return ReplicaResult(namespace, table, "sync", self.target_name(namespace, table),
                              rows, job.until, tdef.version, job.id, bool(change))
 
