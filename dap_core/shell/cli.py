@@ -557,33 +557,42 @@ class TerminalProgress:
     * a download: ``canvas.users: part 3/10, 12,345 rows, 1.2 MiB gzip at 0.8 MiB/s, 5 s``
       (MiB of compressed parts as downloaded).
 
-    Thread-safe: tables downloaded at once each keep their own figures; the line shows the
-    latest event."""
+    Thread-safe: with several tables at once (--concurrency), one line per active table,
+    each with its own figures, redrawn in place; a table's line goes when it is done."""
 
     def __init__(self, stream: TextIO, width: Optional[int] = None) -> None:
         self.stream = stream
         self.width = width
         self.lock = threading.RLock()
-        self.line: Optional[Any] = None  # () -> the text of the line now
+        self.lines: Dict[str, Any] = {}  # label -> () -> the text of its line now
         self.jobs: Dict[str, float] = {}
         self.downloads: Dict[str, _Download] = {}
-        self.current = threading.local()  # the download of this thread (one per table)
+        self.current = threading.local()  # the table of this thread
         self.shown = 0.0
-        self.dirty = False
+        self.drawn = 0  # lines on the screen now
+
+    @property
+    def line(self) -> Optional[Any]:
+        """The text of the latest line (None when no table is active)."""
+        return next(reversed(list(self.lines.values())), None)
+
+    @property
+    def dirty(self) -> bool:
+        return self.drawn > 0
 
     # -- events --------------------------------------------------------------------------------
     def job(self, label: str, job_id: str, state: str) -> None:
         with self.lock:
             since = self.jobs.setdefault(job_id, time.monotonic())
-            self.line = lambda: "%s: job %s, %s (job %s)" % (
-                label, state, _duration(time.monotonic() - since), job_id)
+            self._set(label, lambda: "%s: job %s, %s (job %s)" % (
+                label, state, _duration(time.monotonic() - since), job_id))
             self._draw(force=True)
 
     def wait(self, label: str, reason: str, seconds: float) -> None:
         with self.lock:
             until = time.monotonic() + seconds
-            self.line = lambda: "%s: waiting %s: %s" % (
-                label, _duration(until - time.monotonic() + 0.999), reason)
+            self._set(label, lambda: "%s: waiting %s: %s" % (
+                label, _duration(until - time.monotonic() + 0.999), reason))
             self._draw(force=True)
 
     def start(self, label: str, parts: int) -> None:
@@ -601,19 +610,31 @@ class TerminalProgress:
         self._update(lambda d: setattr(d, "rows", count))
 
     def end(self) -> None:
-        """A download ended: forget its line (and clear it)."""
+        """A download ended: forget its table's line (and redraw the others)."""
         with self.lock:
-            self.line = None
+            label = getattr(self.current, "label", None)
+            self.lines.pop(label, None)
+            self.downloads.pop(label, None)
             self.clear()
+            self._draw(force=True)
 
     def clear(self) -> None:
-        """Take the line off the screen (a log line is about to be written there); the next
-        event or tick draws it again."""
+        """Take the lines off the screen (a log line is about to be written there); the next
+        event or tick draws them again."""
         with self.lock:
-            if self.dirty:
-                self.stream.write("\r\x1b[K")
+            if self.drawn:
+                self.stream.write(self._erase())
                 self.stream.flush()
-                self.dirty = False
+                self.drawn = 0
+
+    def _erase(self) -> str:
+        # from the last line drawn up to the first, each cleared; the cursor ends on the first
+        return "\r\x1b[K" + "\x1b[1A\x1b[K" * max(0, self.drawn - 1)
+
+    def _set(self, label: str, text) -> None:
+        self.current.label = label
+        self.lines.pop(label, None)  # the table's line moves to the bottom, newest last
+        self.lines[label] = text
 
     def sleep(self, seconds: float) -> None:
         """``time.sleep`` that keeps the line's clock and countdown moving."""
@@ -624,7 +645,7 @@ class TerminalProgress:
                 return
             time.sleep(min(0.5, left))
             with self.lock:
-                if self.line is not None:
+                if self.lines:
                     self._draw(force=True)
 
     # -- drawing -------------------------------------------------------------------------------
@@ -638,7 +659,6 @@ class TerminalProgress:
             self._show_download(label)
 
     def _show_download(self, label: str, force: bool = False) -> None:
-        self.current.label = label
         d = self.downloads[label]
 
         def text() -> str:
@@ -647,7 +667,9 @@ class TerminalProgress:
             return "%s: part %d/%d, %s rows, %.1f MiB gzip at %.1f MiB/s, %s" % (
                 label, min(d.index + 1, d.parts), d.parts, "{:,}".format(d.rows), mib,
                 mib / elapsed if elapsed > 0 else 0.0, _duration(elapsed))
-        self.line = text
+        if self.lines.get(label) is not text:
+            self.current.label = label
+            self.lines[label] = text
         self._draw(force)
 
     def _columns(self) -> int:
@@ -660,13 +682,14 @@ class TerminalProgress:
 
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.line is None or (not force and now - self.shown < 0.1):
+        if not self.lines or (not force and now - self.shown < 0.1):
             return
         self.shown = now
-        text = self.line()[:max(self._columns() - 1, 10)]
-        self.stream.write("\r\x1b[K" + text)
+        width = max(self._columns() - 1, 10)
+        texts = [line()[:width] for line in self.lines.values()]
+        self.stream.write(self._erase() + "\n\x1b[K".join(texts))
         self.stream.flush()
-        self.dirty = True
+        self.drawn = len(texts)
 
 
 # -- output ------------------------------------------------------------------------------------
