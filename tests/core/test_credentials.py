@@ -131,9 +131,33 @@ def test_is_expiring_uses_the_margin():
     assert is_expiring(now, now.timestamp() + 60) and not is_expiring(now, now.timestamp() + 3600)
 
 
-@given(st.floats(0, 2e9), st.floats(0, 2e9), st.floats(0, 3600))
-def test_is_expiring_exactly_when_now_plus_margin_reaches_exp(now, exp, margin):
-    assert is_expiring(now, exp, margin) == (now + margin >= exp)
+moments = st.integers(0, 2 * 10 ** 9)  # whole seconds: exact as floats
+margins = st.integers(0, 3600)
+issued = st.one_of(st.none(), moments)
+
+
+@given(moments, moments, margins, issued, st.floats(0, 1e6))
+def test_once_expiring_a_token_stays_expiring(now, exp, margin, issued_at, later):
+    """Monotone in now: time only brings a renewal closer."""
+    assert is_expiring(now, exp, margin, issued_at) <= is_expiring(now + later, exp, margin,
+                                                                  issued_at)
+
+
+@given(moments, moments, margins, st.integers(0, 3600), issued)
+def test_a_larger_margin_never_renews_later(now, exp, margin, more, issued_at):
+    assert is_expiring(now, exp, margin, issued_at) <= is_expiring(now, exp, margin + more,
+                                                                  issued_at)
+
+
+@given(moments, margins, st.floats(0, 1e6), issued)
+def test_an_expired_token_is_always_expiring(exp, margin, after, issued_at):
+    assert is_expiring(exp + after, exp, margin, issued_at)
+
+
+@given(moments, margins, st.floats(0.001, 1e6))
+def test_a_token_is_expiring_from_margin_seconds_before_exp_and_not_sooner(exp, margin, early):
+    assert is_expiring(exp - margin, exp, margin)
+    assert not is_expiring(exp - margin - early, exp, margin)
 
 
 def test_a_short_lived_token_is_renewed_at_a_quarter_of_its_life_not_300_s_early():
@@ -145,16 +169,30 @@ def test_a_short_lived_token_is_renewed_at_a_quarter_of_its_life_not_300_s_early
     assert is_expiring(1450.0, 1600.0, 300, issued_at=1000.0)
 
 
-@given(st.floats(0, 2e9), st.floats(0, 2e9), st.floats(0, 3600), st.floats(0, 2e9))
-def test_is_expiring_with_issued_at_never_sooner_than_a_quarter_of_the_lifetime(
-        now, exp, margin, issued_at):
-    expiring = is_expiring(now, exp, margin, issued_at=issued_at)
-    if now >= exp:
-        assert expiring  # an expired token is always renewed
-    if not is_expiring(now, exp, margin):
-        assert not expiring  # the lifetime only ever shortens the margin
-    if expiring and exp > issued_at:
-        assert now >= exp - (exp - issued_at) / 4.0 - 1e-6 * max(1.0, exp)
+@given(moments, margins, moments, st.floats(0, 2e9))
+def test_knowing_when_it_was_issued_only_ever_renews_later(now, margin, issued_at, exp):
+    assert is_expiring(now, exp, margin, issued_at=issued_at) <= is_expiring(now, exp, margin)
+
+
+@given(moments, margins, st.integers(1, 10 ** 6), st.floats(0.001, 1e6))
+def test_a_token_is_never_renewed_sooner_than_a_quarter_of_its_life_before_exp(
+        issued_at, margin, life, early):
+    exp = issued_at + life
+    assert not is_expiring(exp - life / 4 - early, exp, margin, issued_at=issued_at)
+
+
+@given(moments, margins, st.integers(0, 10 ** 6))
+def test_a_long_lived_token_is_renewed_margin_seconds_before_exp_as_without_issued_at(
+        issued_at, margin, extra):
+    exp = issued_at + 4 * margin + extra  # a quarter of its life is at least the margin
+    assert is_expiring(exp - margin, exp, margin, issued_at=issued_at)
+
+
+@given(moments, st.integers(1, 3600), st.data())
+def test_a_short_lived_token_is_renewed_from_three_quarters_of_its_life(issued_at, margin, data):
+    life = data.draw(st.integers(1, 4 * margin))  # a quarter of its life is within the margin
+    exp = issued_at + life
+    assert is_expiring(issued_at + 0.75 * life, exp, margin, issued_at=issued_at)
 
 
 def test_the_login_answer_gives_the_token_and_its_exp_from_the_jwt_or_expires_in():

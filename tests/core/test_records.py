@@ -2,13 +2,14 @@
 import csv
 import io
 import json
+from datetime import timezone
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from dap_core.errors import UnexpectedAnswer
 from dap_core.records import (
-    MISSING, Column, columns_from_schema, csv_header, decode_tsv_line, encode_csv_row,
+    COLUMN_TYPES, MISSING, Column, columns_from_schema, csv_header, decode_tsv_line, encode_csv_row,
     encode_tsv_row, flatten_record, jsonl_records, parquet_type, record_to_row,
     records_to_columns, row_to_jsonable, to_json_text, tsv_header,
 )
@@ -291,16 +292,33 @@ def test_headers_round_trip(labels):
 
 # -- Parquet helpers ------------------------------------------------------------------------------
 
-def test_parquet_types_per_column_type():
-    """What the Parquet writer makes of each kind of column (timestamps in microseconds:
-    Canvas has dates in year 9999, past what nanoseconds reach)."""
-    columns = {c.name: c for c in columns_from_schema(SCHEMA)}
-    assert parquet_type(columns["key.id"]) == "Int64"
-    assert parquet_type(columns["value.score"]) == "float64"
-    assert parquet_type(columns["value.is_public"]) == "boolean"
-    assert parquet_type(columns["meta.ts"]) == "datetime64[us, UTC]"  # year 9999 fits
-    assert parquet_type(columns["value.name"]) == "object"
-    assert parquet_type(columns["value.tags"]) == "object"
+# a value of each column type as the Parquet writer has it (timestamps parsed), nulls aside
+VALUES_OF_TYPE = {
+    "integer": st.integers(-2 ** 63, 2 ** 63 - 1),
+    "number": st.floats(allow_nan=False),
+    "boolean": st.booleans(),
+    "timestamp": st.datetimes(timezones=st.just(timezone.utc)),  # years 1 to 9999
+    "string": st.text(),
+    "json": st.text(),
+}
+
+
+@settings(max_examples=200, deadline=None)  # the first example imports pandas
+@given(st.data())
+def test_the_parquet_dtype_of_a_column_holds_its_values_and_null_unchanged(data):
+    """Integers to 2**63 (not floats), timestamps of years 1 to 9999 to the microsecond
+    (nanoseconds end in 2262), booleans and text, each with nulls: what the writer's dtype
+    must hold, judged by pandas."""
+    pandas = pytest.importorskip("pandas")
+    kind = data.draw(st.sampled_from(COLUMN_TYPES))
+    values = data.draw(st.lists(st.one_of(st.none(), VALUES_OF_TYPE[kind]), max_size=6))
+    series = pandas.Series(values, dtype=parquet_type(Column("c", ("c",), kind)))
+    assert [None if pandas.isna(v) else v for v in series.tolist()] == values
+    typed = {"integer": pandas.api.types.is_integer_dtype,
+             "number": pandas.api.types.is_float_dtype,
+             "boolean": pandas.api.types.is_bool_dtype,
+             "timestamp": pandas.api.types.is_datetime64_any_dtype}
+    assert typed.get(kind, pandas.api.types.is_object_dtype)(series.dtype)
 
 
 def test_flatten_record_gives_scalars_with_json_text_and_nulls_for_deletes():
