@@ -9,6 +9,26 @@ import urllib.request
 from typing import Dict, List, Optional
 
 
+class FakeClock:
+    """A clock for `Simulator(clock=...)` that moves only when told: `advance(seconds)`.
+
+    It starts at `start` (epoch seconds; 2026-01-01T00:00:00Z), so that what the simulator
+    derives from the time (token `exp`, job `expires_at`, URL `expires`) is known exactly."""
+
+    START = 1767225600.0
+
+    def __init__(self, start: float = START):
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        assert seconds >= 0, "time does not go back"
+        self.now += seconds
+        return self.now
+
+
 class Answer:
     def __init__(self, status: int, headers, body: bytes):
         self.status = status

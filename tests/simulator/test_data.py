@@ -161,7 +161,7 @@ def test_a_table_of_millions_is_served_as_a_stream():
     """A million rows: counting and reaching the last part costs neither memory nor time."""
     ds = Dataset(0, {"submissions": 2_000_000}, 5, 3600, 3)
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: not how busy the machine is
     result = ds.timeline("canvas", "submissions").snapshot(ds.frontier)
     assert result.total > 2_000_000 - 10
     last = list(result.records(result.total - 500, 500))
@@ -169,5 +169,5 @@ def test_a_table_of_millions_is_served_as_a_stream():
     tracemalloc.stop()
     assert len(last) == 500 and last[-1]["key"]["id"] >= 2_000_000
     assert peak < 20 * 1024 * 1024
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     assert format_point(ds.frontier) == format_point(T0 + 3 * HOUR)

@@ -5,7 +5,6 @@ import base64
 import gzip
 import json
 import re
-import time
 import urllib.parse
 import uuid
 
@@ -13,7 +12,7 @@ import pytest
 
 from fixtures.simulator import encoders
 
-from .api import Api, request
+from .api import Api, FakeClock, request
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -39,7 +38,8 @@ def assert_error(answer, status: int, type_: str, **extra):
 
 
 def test_login_issues_a_signed_jwt_with_exp(make_simulator):
-    sim = make_simulator(token_ttl=1800)
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, token_ttl=1800)
     answer = Api(sim).login()
     assert answer.status == 200
     body = answer.json
@@ -49,7 +49,7 @@ def test_login_issues_a_signed_jwt_with_exp(make_simulator):
     assert b64url_json(head) == {"alg": "HS256", "typ": "JWT"}
     claims = b64url_json(payload)
     assert claims["sub"] == sim.client_id
-    assert abs(claims["exp"] - (time.time() + 1800)) < 5
+    assert claims["iat"] == FakeClock.START and claims["exp"] == FakeClock.START + 1800
     assert re.match(r"^[A-Za-z0-9_-]{43}$", signature)
 
 
@@ -134,11 +134,13 @@ def test_a_token_from_another_simulator_is_forged(make_simulator):
 
 
 def test_expired_tokens_get_401(make_simulator):
-    sim = make_simulator(token_ttl=0.2)
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, token_ttl=600)
     api = Api(sim)
-    exp = b64url_json(api.token.split(".")[1])["exp"]
+    assert b64url_json(api.token.split(".")[1])["exp"] == clock() + 600
+    clock.advance(599.5)
     assert api.tables().status == 200
-    time.sleep(max(0.0, exp - time.time()) + 0.05)
+    clock.advance(0.5)  # at exp
     assert_error(api.tables(), 401, "AuthenticationError")
     assert sim.fault_counts["refuse_token"] == 0
 
@@ -219,21 +221,23 @@ def test_schemas_cover_every_type_of_the_contract(simulator):
 
 
 def test_job_goes_waiting_running_complete(make_simulator):
-    sim = make_simulator(job_wait=0.3, job_run=0.3)
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, job_wait=30, job_run=60)
     api = Api(sim)
     created = api.start("canvas", "accounts", {"format": "jsonl"})
     assert created.status == 200
     job = created.json
     assert set(job) == {"id", "status", "expires_at"}
     assert job["status"] == "waiting" and UUID.match(job["id"]) and ISO.match(job["expires_at"])
-    seen = [job["status"]]
-    deadline = time.monotonic() + 5
-    while seen[-1] not in ("complete", "failed") and time.monotonic() < deadline:
-        time.sleep(0.05)
-        job = api.job(job["id"]).json
-        if job["status"] != seen[-1]:
-            seen.append(job["status"])
-    assert seen == ["waiting", "running", "complete"]
+    clock.advance(29)
+    assert api.job(job["id"]).json["status"] == "waiting"
+    clock.advance(1)
+    assert api.job(job["id"]).json["status"] == "running"
+    clock.advance(59)
+    assert api.job(job["id"]).json["status"] == "running"
+    clock.advance(1)  # complete once its parts exist too, which takes real time
+    job = api.wait(api.job(job["id"]).json)
+    assert job["status"] == "complete"
     assert set(job) == {"id", "status", "expires_at", "objects", "schema_version", "at"}
     assert job["at"] == sim.frontier == "2026-01-01T03:00:00Z"
     assert job["schema_version"] == api.schema("canvas", "accounts").json["version"]
@@ -241,10 +245,11 @@ def test_job_goes_waiting_running_complete(make_simulator):
 
 
 def test_job_expires_at_follows_the_ttl(make_simulator):
-    sim = make_simulator(job_ttl=7200)
+    clock = FakeClock()  # 2026-01-01T00:00:00Z
+    sim = make_simulator(clock=clock, job_ttl=7200)
+    clock.advance(0.25)
     job = Api(sim).start("canvas", "accounts", {"format": "jsonl"}).json
-    expires = time.mktime(time.strptime(job["expires_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    assert abs(expires - (time.time() + 7200)) < 5
+    assert job["expires_at"] == "2026-01-01T02:00:00.250Z"
 
 
 def test_complete_incremental_echoes_since_and_answers_until(simulator):
@@ -276,7 +281,9 @@ def test_objects_and_rows_per_part(make_simulator):
     assert sizes == [100, 100, len(sim.current_state("canvas", "submissions")) - 200]
 
 
-def test_object_urls_are_pre_signed(simulator):
+def test_object_urls_are_pre_signed(make_simulator):
+    clock = FakeClock()
+    simulator = make_simulator(clock=clock, job_wait=0, job_run=0, url_ttl=900)
     api = Api(simulator)
     job = api.run("canvas", "submissions", {"format": "csv"})
     ids = [o["id"] for o in job["objects"]]
@@ -290,7 +297,7 @@ def test_object_urls_are_pre_signed(simulator):
         assert re.match(r"^/objects/[^/]+/part-%05d-[0-9a-f]+\.csv\.gz$" % i, parsed.path)
         query = urllib.parse.parse_qs(parsed.query)
         assert set(query) == {"expires", "signature"}
-        assert 800 < int(query["expires"][0]) - time.time() <= 900
+        assert int(query["expires"][0]) == clock() + 900
         assert re.match(r"^[0-9a-f]{64}$", query["signature"][0])
     assert api.urls([]).json == {"urls": {}}
 

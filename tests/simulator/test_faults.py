@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from .api import Api, request
+from .api import Api, FakeClock, request
 from .test_downloads import first_url, raw_get
 
 
@@ -124,19 +124,25 @@ def test_corrupt_parts_fail_the_check(make_simulator):
 
 
 def test_refuse_tokens_after_seconds(make_simulator):
-    sim = make_simulator(refuse_tokens_after=0.3)
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, refuse_tokens_after=300)
     api = Api(sim)
+    clock.advance(300)
     assert api.tables().status == 200
-    time.sleep(0.4)
+    clock.advance(0.5)
     answer = api.tables()
     assert answer.status == 401 and answer.error["type"] == "AuthenticationError"
     assert sim.fault_counts["refuse_token"] == 1
     assert Api(sim).tables().status == 200, "a fresh token works again"
 
 
-def test_url_ttl_makes_urls_expire_early(make_simulator):
-    sim = make_simulator(url_ttl=0)
+def test_url_ttl_makes_urls_expire(make_simulator):
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, url_ttl=60, job_wait=0, job_run=0)
     url = first_url(sim)
+    clock.advance(59.5)
+    assert request("GET", url).status == 200
+    clock.advance(0.5)
     answer = request("GET", url)
     assert answer.status == 403 and answer.error["type"] == "ForbiddenError"
     assert "expired" in answer.error["message"]

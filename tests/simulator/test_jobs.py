@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import time
 
-from .api import Api
+from .api import Api, FakeClock
 
 
 def test_an_identical_query_returns_the_living_job(simulator):
@@ -37,12 +36,15 @@ def test_a_deduplicated_incremental_keeps_its_until(simulator):
 
 
 def test_after_expiry_a_new_job_is_made(make_simulator):
-    sim = make_simulator(job_ttl=0.4, job_wait=0, job_run=0)
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, job_ttl=600, job_wait=0, job_run=0)
     api = Api(sim)
     first = api.run("canvas", "accounts", {"format": "jsonl"})
     object_id = first["objects"][0]["id"]
-    assert api.urls([object_id]).status == 200
-    time.sleep(0.5)
+    clock.advance(599)
+    assert api.job(first["id"]).status == 200 and api.urls([object_id]).status == 200
+    assert api.start("canvas", "accounts", {"format": "jsonl"}).json["id"] == first["id"]
+    clock.advance(1)  # the job's life is over
     assert api.job(first["id"]).status == 404
     answer = api.urls([object_id])
     assert answer.status == 404 and answer.error["kind"] == "object"
@@ -50,21 +52,25 @@ def test_after_expiry_a_new_job_is_made(make_simulator):
     assert second["id"] != first["id"]
 
 
-def test_rate_limits_per_call_type_with_a_scaled_window(make_simulator):
-    sim = make_simulator(no_rate_limits=False, rate_window=1.0)
+def test_rate_limits_per_call_type_over_a_minute(make_simulator):
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, no_rate_limits=False)
     api = Api(sim)
     answers = [api.tables() for _ in range(6)]
     assert [a.status for a in answers] == [200] * 5 + [429]
     limited = answers[-1]
     assert limited.error["type"] == "TooManyRequestsError"
-    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["Retry-After"] == "60"  # the first of the five leaves in 60 s
     assert api.schema("canvas", "users").status == 200, "counted per call type"
     created = [api.start("canvas", "accounts", {"format": f}).status
                for f in ("jsonl", "csv", "tsv", "jsonl", "csv", "tsv")]
     assert created == [200] * 5 + [429]
     assert sim.fault_counts["rate_limit"] == 2
-    time.sleep(1.05)
-    assert api.tables().status == 200
+    clock.advance(59.5)
+    limited = api.tables()
+    assert limited.status == 429 and limited.headers["Retry-After"] == "1"
+    clock.advance(0.5)
+    assert [api.tables().status for _ in range(6)] == [200] * 5 + [429]
 
 
 def test_rate_limits_are_the_contracts():
