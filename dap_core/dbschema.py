@@ -23,8 +23,8 @@ __all__ = ["KINDS", "DbColumn", "TableDef", "SchemaChange", "table_def", "schema
            "schema_description"]
 
 #: the column kinds a dialect maps to its types
-KINDS = ("int64", "int32", "float", "boolean", "string", "timestamp", "enum", "string_array",
-         "json")
+KINDS = ("int64", "int32", "float", "boolean", "string", "uuid", "timestamp", "enum",
+         "string_array", "json")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,8 @@ def _kind(node: Dict[str, Any]) -> Tuple[str, Tuple[str, ...], Optional[int]]:
     if kind == "string":
         if node.get("format") == "date-time":
             return "timestamp", (), None
+        if node.get("format") == "uuid":  # the official client's uuid / binary(16) columns
+            return "uuid", (), None
         length = node.get("maxLength")
         return "string", (), length if isinstance(length, int) and length > 0 else None
     if kind == "array":

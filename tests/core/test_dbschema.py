@@ -24,6 +24,7 @@ PROPERTY_TYPES = [
     ({"type": "string"}, "string"),
     ({"type": "string", "maxLength": 255}, "string"),
     ({"type": "string", "format": "date-time"}, "timestamp"),
+    ({"type": "string", "format": "uuid"}, "uuid"),
     ({"type": "string", "enum": ["a", "b"]}, "enum"),
     ({"type": "string", "enum": ["only"]}, "enum"),
     ({"type": "array", "items": {"type": "string"}}, "string_array"),

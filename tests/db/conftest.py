@@ -187,6 +187,8 @@ def _prop_kind(node: dict) -> str:
         return "text"
     kind = node.get("type")
     if kind == "string":
+        if node.get("format") == "uuid":
+            return "uuid"
         return "timestamp" if node.get("format") == "date-time" else "text"
     if kind in ("integer", "number", "boolean"):
         return kind
@@ -217,7 +219,17 @@ class Oracle:
         return out
 
     def _key(self, key: dict) -> str:
-        return json.dumps({k: key[k] for k in self.key}, sort_keys=True, separators=(",", ":"))
+        return json.dumps({k: self._text(key[k]) for k in self.key}, sort_keys=True,
+                          separators=(",", ":"))
+
+    @staticmethod
+    def _text(value):
+        import uuid
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, bytes) and len(value) == 16:
+            return str(uuid.UUID(bytes=value))
+        return value
 
     def _value(self, name: str, value: Any) -> Any:
         if value is None:
@@ -229,6 +241,10 @@ class Oracle:
             return value if self.dialect == "postgresql" else int(value)
         if kind == "number":
             return float(value)
+        if kind == "uuid":  # PostgreSQL's uuid; the official client's binary(16) in MySQL
+            import uuid
+            return {"postgresql": uuid.UUID(value), "mysql": uuid.UUID(value).bytes}.get(
+                self.dialect, value)
         if kind == "string_array" and self.dialect == "postgresql":
             return list(value)
         return value

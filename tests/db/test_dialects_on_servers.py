@@ -40,6 +40,8 @@ def _value(kind, column, draw):
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
     if kind == "enum":
         return draw(st.sampled_from(column.values))
+    if kind == "uuid":
+        return str(draw(st.uuids()))
     if kind == "string_array":
         return json.dumps(draw(st.lists(TEXT, max_size=3)), ensure_ascii=False)
     if kind == "json":
