@@ -18,6 +18,16 @@ if str(ROOT) not in sys.path:
 
 from fixtures.simulator import QUICK_OPTIONS, Simulator  # noqa: E402
 
+try:
+    from hypothesis import settings
+except ImportError:  # pragma: no cover - only the property tests need it
+    pass
+else:
+    # Hypothesis fails an example that takes more than 200 ms of wall time, which on a busy
+    # machine measures the machine, not the code (#10): no deadline for any property test.
+    settings.register_profile("dap", deadline=None)
+    settings.load_profile("dap")
+
 #: What tests want by default: quick jobs, no waiting on rate limits, explicit frontier moves.
 TEST_SIMULATOR_OPTIONS = QUICK_OPTIONS
 
