@@ -213,16 +213,18 @@ def wait_for(proc, condition, what: str, timeout: float = 60.0) -> bool:
 
 
 class Killer:
-    """Runs `bin/dap` against `sim` into `url`, and kills it at a protocol event."""
+    """Runs `bin/dap` against `sim` into `url`, and kills it at a protocol event.  Its
+    temporary files (MySQL's named pipe of a part) go to `tmpdir`: a SIGKILL leaves them."""
 
-    def __init__(self, sim, url: str, gate: RequestGate) -> None:
+    def __init__(self, sim, url: str, gate: RequestGate, tmpdir) -> None:
         self.sim, self.url, self.gate = sim, url, gate
+        self.env = db_env(sim, url, TMPDIR=str(tmpdir))
 
     def start(self, args):
         self.sim.clear_requests()
         self.log = tempfile.TemporaryFile()
-        return subprocess.Popen(DAP + list(args), env=db_env(self.sim, self.url),
-                                stdout=subprocess.DEVNULL, stderr=self.log)
+        return subprocess.Popen(DAP + list(args), env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=self.log)
 
     def stderr(self) -> str:
         self.log.seek(0)
@@ -304,12 +306,12 @@ def outcome(database, before, after) -> str:
 
 
 def test_sigkill_during_initdb_and_syncdb_leaves_before_or_after_and_a_rerun_converges(
-        database, reference_database, make_simulator):
+        database, reference_database, make_simulator, tmp_path):
     sim = make_simulator(**KILL_DATA)
     rng = random.Random("db-kills:%s" % database.dialect)
     gate = RequestGate(sim)
-    killer = Killer(sim, database.url, gate)
-    reference = Killer(sim, reference_database.url, gate)
+    killer = Killer(sim, database.url, gate, tmp_path)
+    reference = Killer(sim, reference_database.url, gate, tmp_path)
     tally = Tally()
     planned_mid_load = 0
     try:
@@ -379,7 +381,7 @@ def session_running(db, prefix: str):
 
 @pytest.mark.parametrize("rerun, status", [("syncdb", 0), ("initdb", 3)])
 def test_mysql_initdb_killed_between_its_commit_and_its_rename_is_rolled_forward_by_the_next_run(
-        mysql, mysql_reference, make_simulator, rerun, status):
+        mysql, mysql_reference, make_simulator, rerun, status, tmp_path):
     """MySQL commits DDL by itself, so initdb builds `<table>__dap_new`, commits the rows
     with a bookkeeping row that points at it, then renames it into place.  Here the rename
     is held (this test's transaction holds a metadata lock on the new copy), and the run is
@@ -390,9 +392,9 @@ def test_mysql_initdb_killed_between_its_commit_and_its_rename_is_rolled_forward
     gate = RequestGate(sim)
     args = ["initdb", "--namespace", NS, "--table", TABLE]
     try:
-        Killer(sim, mysql_reference.url, gate).clean(args)
+        Killer(sim, mysql_reference.url, gate, tmp_path).clean(args)
         after = mysql_reference.snapshot(NS, TABLE)
-        killer = Killer(sim, mysql.url, gate)
+        killer = Killer(sim, mysql.url, gate, tmp_path)
         gate.hold(object_download, nth=2)  # the new copy is created, the load under way
         proc = killer.start(args)
         assert gate.wait_held(proc), killer.stderr()
