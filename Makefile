@@ -23,7 +23,7 @@ DAP_STATUS = || { status=$$?; echo "make $@: dap failed with exit status $$statu
 HELD_CHECKPOINTS = $(PY) -c 'import json, sys; cps = json.load(open(sys.argv[1])).get("checkpoints", {}); ns, t = sys.argv[2], sys.argv[3]; print(", ".join(sorted(k for k in cps if k.startswith(ns + ".") and (t == "all" or k.split(".", 1)[1] in t.split(",")))))'
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test simulator bench soak clean wheelhouse list schema snapshot incremental
+.PHONY: help install official-client demo test simulator bench soak clean wheelhouse list schema snapshot incremental
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +36,15 @@ $(STAMP): setup.py
 
 install: $(STAMP) ## make .venv with dap and its extras (parquet, test); again only when setup.py changes
 
-demo: $(STAMP) ## run a snapshot and a chained incremental against the bundled simulator
+# Instructure's own client, for the tests that it and dap continue each other's databases
+OFFICIAL_VERSION ?= 2.3.1
+official-client: .venv-official/.installed ## Instructure's client in .venv-official (compatibility tests use it)
+.venv-official/.installed:
+	$(PYTHON) -m venv .venv-official
+	.venv-official/bin/python -m pip install --quiet 'instructure-dap-client[postgresql,mysql]==$(OFFICIAL_VERSION)'
+	@touch $@
+
+demo: $(STAMP) ## a snapshot, a chained incremental, then initdb/syncdb into SQLite, on the bundled simulator
 	@PYTHON=$(PY) bash bin/demo
 
 test: $(STAMP) ## run the whole test suite
@@ -47,6 +55,10 @@ simulator: $(STAMP) ## start the bundled DAP simulator on PORT (default 8642); A
 
 bench: $(STAMP) ## benchmarks against a reference, results in bench/results/
 	$(PY) -m bench.run $(ARGS)
+
+.PHONY: bench-db
+bench-db: $(STAMP) ## only the database benchmark (initdb, syncdb); ARGS="--rows 200000" for a quick one
+	$(PY) -m bench.db $(ARGS)
 
 soak: $(STAMP) ## the fault-injection soak (about 200 randomized runs)
 	$(PY) -m bench.soak $(ARGS)
