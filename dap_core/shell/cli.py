@@ -467,9 +467,16 @@ def prepare_directory(path: str) -> None:
         except OSError as exc:
             raise errors.InvalidInput("cannot create the output directory %s: %s" % (
                 path, exc.strerror or exc), "pass a writable --output-directory") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise errors.InvalidInput("the output directory %s is not writable" % path,
-                                  "pass a writable --output-directory")
+    # by trying, not by permission bits: root passes os.access on a read-only mount, an
+    # immutable directory or a full disk, and would find out only after the download
+    import tempfile
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dap-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise errors.InvalidInput("the output directory %s is not writable: %s" % (
+            path, exc.strerror or exc), "pass a writable --output-directory") from None
 
 
 # -- logging and progress ------------------------------------------------------------------------

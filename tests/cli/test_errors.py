@@ -238,3 +238,11 @@ def test_an_unexpected_error_is_one_line_that_says_it_is_a_bug(simulator, tmp_pa
     status = cli.main(["--loglevel", "debug", "list"], stdout=io.StringIO(), stderr=err,
                       environ=dap_env(simulator))
     assert status == 1 and "Traceback" in err.getvalue()
+
+
+def test_an_output_directory_no_file_can_be_made_in_is_refused_before_any_request(sim):
+    # sysfs takes no new files, for root neither: only trying tells (#10)
+    done = run_dap("snapshot", "--table", "accounts", "--output-directory", "/sys/kernel",
+                   sim=sim)
+    assert_one_line_error(done, 3, "not writable", "/sys/kernel")
+    assert sim.requests == []
