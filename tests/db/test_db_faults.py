@@ -231,8 +231,8 @@ class Killer:
         return self.log.read().decode("utf-8", "replace")[-2000:]
 
     def clean(self, args):
-        """A whole run: (exit status, parts downloaded, seconds from its last part's answer to
-        its end)."""
+        """A whole run (it must succeed): (parts downloaded, seconds from its last part's
+        request to its end)."""
         proc = self.start(args)
         proc.wait(timeout=120)
         ended = time.time()
@@ -328,7 +328,9 @@ def test_sigkill_during_initdb_and_syncdb_leaves_before_or_after_and_a_rerun_con
             assert_replica_equals(reference_database, sim, NS, TABLE)
             plan = [("mid-load", k, 0.0) for k in sorted(rng.sample(range(1, parts),
                                                                     MID_LOAD_KILLS))]
-            plan += [("tail", parts, rng.uniform(0.0, tail)) for _ in range(TAIL_KILLS)]
+            # after the last part: the load of its rows, the apply, the commit (a clean run
+            # ends `tail` s after its last part was asked for)
+            plan += [("tail", parts, rng.uniform(0.0, 0.8 * tail)) for _ in range(TAIL_KILLS)]
             planned_mid_load += MID_LOAD_KILLS
             state = "before"
             for kind, k, delay in plan:
@@ -353,16 +355,16 @@ def test_sigkill_during_initdb_and_syncdb_leaves_before_or_after_and_a_rerun_con
             # initdb of a table that is there is refused, as it should be)
             rerun = args if state == "before" else ["syncdb"] + args[1:]
             wait_until_alone(database)
-            assert killer.clean(rerun)[0] >= 0
+            killer.clean(rerun)
             assert database.snapshot(NS, TABLE) == after
             assert leftover_tables(database) == []
             assert_replica_equals(database, sim, NS, TABLE)
             assert stored_checkpoint(database, NS, TABLE) == utc_point(sim.frontier)
     finally:
         gate.close()
+    print("%s: %r" % (database.dialect, tally))  # shown with pytest -s
     # every mid-load kill was held mid-load by construction: each one must have landed there
     assert tally.mid_load == planned_mid_load == 2 * MID_LOAD_KILLS, tally
-    assert tally.landed >= tally.mid_load, tally
 
 
 # -- MariaDB: killed between the commit and the rename ---------------------------------------------
