@@ -31,11 +31,15 @@ setup(
     ],
     extras_require={
         "parquet": ["fastparquet>=2023.2"],
+        # faster, same bytes: ISA-L's inflate for every part, orjson for Parquet's JSON
+        # (dap_core/shell/fast.py; DAP_NO_FAST=1 turns them off)
+        "fast": ["isal>=1.0", "orjson>=3.6"],
         # database replication: SQLite needs nothing; these only for their databases
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "mysql": ["PyMySQL>=1.0,<2"],
         "test": ["pytest>=7", "hypothesis>=6.50", "fastparquet>=2023.2",
-                 "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2"],
+                 "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2",
+                 "isal>=1.0", "orjson>=3.6"],  # both paths of the extra fast are tested
     },
     entry_points={"console_scripts": ["dap = dap_core.shell.cli:main"]},
     classifiers=[

@@ -29,7 +29,9 @@ from ..credentials import Credentials
 from ..policy import JOB_DEADLINE
 from ..queries import check_stdout_format
 from .download import ObjectUrls, fetch_part
+from . import pipeline
 from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, check_object_url
+from .readahead import ReadAhead
 from .session import Session
 from .sinks import SPOOL_MEMORY, AtomicFile, StdoutSink, TableNamingStream
 from .writers import ParquetWriter, StreamWriter, require_parquet
@@ -315,20 +317,35 @@ class Client:
         return schema
 
     def _transfer(self, job, writer, label: str) -> None:
+        """The job's parts, in order, into ``writer`` (``begin_part``, ``feed``,
+        ``restart_part``, ``end_part``, ``finish``), each part downloaded, inflated and
+        verified ahead in a background thread while the writer works (``readahead.py``).
+        A writer may tune it with a ``read_ahead`` dict of ``ReadAhead``'s options (how much
+        of a part to hold back until it verified, in memory and in all)."""
         objects = tuple(job.objects)
         urls = self._urls(objects)
         progress = self.progress
         progress.start(label, len(objects))
+        options = dict(getattr(writer, "read_ahead", None) or {})
+        # the read-ahead thread's log lines name this thread's table
+        table = getattr(pipeline._context, "table", None)
+        context = pipeline.table_context(table) if table is not None else None
         try:
-            for index, object_id in enumerate(objects):
-                progress.part(index)
-                writer.begin_part(index)
-                fetch_part(self._transport, urls, object_id, writer.feed, writer.restart_part,
-                           label="%s: part %d of %d" % (label, index + 1, len(objects)),
-                           on_bytes=progress.add_bytes)
-                writer.end_part()
-                urls.forget(object_id)
-                progress.rows(writer.rows)
+            with ReadAhead(self._transport, urls, objects, label, context=context,
+                           **options) as ahead:
+                for kind, value in ahead.events():
+                    if kind == "data":
+                        writer.feed(value)
+                    elif kind == "bytes":
+                        progress.add_bytes(value)
+                    elif kind == "begin":
+                        progress.part(value)
+                        writer.begin_part(value)
+                    elif kind == "end":
+                        writer.end_part()
+                        progress.rows(writer.rows)
+                    elif kind == "restart":
+                        writer.restart_part()
             writer.finish()
         finally:
             progress.end()

@@ -22,10 +22,10 @@ The download sends no Authorization (nor x-instauth) header: only ``Range`` when
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import errors
+from . import fast
 from .http import describe_answer, describe_network_error, log_retry, tls_failure
 
 __all__ = ["CHUNK_SIZE", "Gunzip", "ObjectUrls", "PartStats", "fetch_part"]
@@ -41,6 +41,10 @@ MAX_OUTPUT = 4 * 1024 * 1024
 MAX_DOWNLOADS = 5
 
 
+#: a gzip member's first bytes: its magic and the method (deflate)
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
 class CorruptPart(Exception):
     """Internal: the gzip stream of a part failed its checks."""
 
@@ -48,15 +52,27 @@ class CorruptPart(Exception):
 class Gunzip:
     """Incremental gunzip over one part: several gzip members in a row are one stream
     (like ``gzip.open``), NUL padding between members is skipped, and :meth:`finished` says
-    whether the stream ended exactly at a member's end (CRC and length verified by zlib)."""
+    whether the stream ended exactly at a member's end (CRC and length verified by zlib, or
+    by ISA-L's inflate when the extra ``fast`` is installed: see ``fast.py``)."""
 
-    __slots__ = ("_d", "members", "compressed", "decompressed")
+    __slots__ = ("_d", "_head", "members", "compressed", "decompressed")
 
     def __init__(self) -> None:
-        self._d = zlib.decompressobj(31)
+        self._d = fast.decompressobj(31)
+        self._head: Optional[bytes] = b""  # a member's first bytes, until checked
         self.members = 0
         self.compressed = 0
         self.decompressed = 0
+
+    def _check_head(self, chunk: bytes) -> None:
+        """A member's first four bytes: gzip's magic, deflate, no reserved flag.  zlib checks
+        them itself; ISA-L's inflate lets reserved flags pass and waits for ten bytes before
+        it judges a header: checked here, both refuse the same streams as soon."""
+        head = self._head + chunk[:4 - len(self._head)]  # type: ignore[operator]
+        for at, byte in enumerate(head):
+            if (byte & 0xE0) if at == 3 else byte != _GZIP_MAGIC[at]:
+                raise CorruptPart("gzip data is corrupt (not a gzip header)")
+        self._head = head if len(head) < 4 else None
 
     def feed(self, chunk: bytes, emit: Callable[[bytes], None]) -> None:
         """Decompress ``chunk``, passing the output to ``emit`` in pieces of at most
@@ -70,7 +86,10 @@ class Gunzip:
                     if not chunk:
                         return
                     self.members += 1
-                    d = self._d = zlib.decompressobj(31)
+                    d = self._d = fast.decompressobj(31)
+                    self._head = b""
+                if self._head is not None:
+                    self._check_head(chunk)
                 data = d.decompress(chunk, MAX_OUTPUT)
                 if data:
                     self.decompressed += len(data)
@@ -81,7 +100,7 @@ class Gunzip:
                         self.decompressed += len(data)
                         emit(data)
                 chunk = d.unused_data if d.eof else b""
-        except zlib.error as exc:
+        except fast.INFLATE_ERRORS as exc:
             raise CorruptPart("gzip data is corrupt (%s)" % exc) from None
 
     def finished(self) -> bool:

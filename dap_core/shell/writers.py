@@ -30,6 +30,7 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors, records
+from . import fast
 from .sinks import AtomicFile, SpoolSink
 
 __all__ = ["StreamWriter", "ParquetWriter", "require_parquet", "output_errors",
@@ -206,7 +207,15 @@ class ParquetWriter:
         self._pending_rows = 0
         self._pending_bytes = 0
         self._spool = SpoolSink(self._write_part, max_memory=PARQUET_SPOOL_MEMORY)
+        # orjson when the extra ``fast`` is installed (and not turned off): the same records
+        self._parse_lines = fast.lines_parser()
         target.close_handle()  # fastparquet opens the temporary file by name
+
+    #: what ``Client._transfer``'s read-ahead may hold back: the whole next part (on disk
+    #: past 1 MiB), so that it downloads while this one is converted, and little memory
+    #: (Parquet's own takes most of the budget)
+    read_ahead = {"hold_memory": 1024 * 1024, "hold_total": 1 << 40,
+                  "queue_bytes": 2 * 1024 * 1024}
 
     # -- the part protocol ---------------------------------------------------------------------
     @output_errors
@@ -275,7 +284,7 @@ class ParquetWriter:
             if end < len(data):
                 begun.append(data[end:])
             if lines:
-                batch += records.jsonl_records(lines, line)
+                batch += records.jsonl_records(lines, line, self._parse_lines)
                 line += lines.count(b"\n")
                 size += len(lines)
             if size >= PARQUET_CHUNK_BYTES or (not data and batch):

@@ -1,5 +1,6 @@
 """Incremental gunzip of a part: several members are one stream, damage is detected by
-zlib's CRC/length checks, and a stream that stops early is never taken as complete."""
+zlib's CRC/length checks, and a stream that stops early is never taken as complete.  Each
+test runs with the standard library's zlib and with ISA-L's inflate (the extra ``fast``)."""
 from __future__ import annotations
 
 import gzip
@@ -7,7 +8,21 @@ import os
 
 import pytest
 
+from dap_core.shell import fast
 from dap_core.shell.download import MAX_OUTPUT, CorruptPart, Gunzip, _content_range_start
+
+
+@pytest.fixture(autouse=True, params=["zlib", "isal"])
+def inflater(request):
+    """The inflater a test runs with (isal only where it is installed)."""
+    if request.param == "isal" and "isal" not in fast.available():
+        pytest.skip("isal (the extra fast) is not installed")
+    fast.configure(request.param == "isal")
+    try:
+        assert ("isal" in fast.enabled()) == (request.param == "isal")
+        yield request.param
+    finally:
+        fast.configure()
 
 
 def run(data: bytes, chunk: int = 7):
@@ -64,3 +79,20 @@ def test_empty_part_is_not_a_finished_gzip_stream():
                                           (None, None), ("items 1-2/3", None), ("bytes */200", None)])
 def test_content_range_start(header, start):
     assert _content_range_start(header) == start
+
+
+@pytest.mark.parametrize("at,flip", [(0, 0x01), (1, 0x80), (2, 0x01), (3, 0x20), (3, 0x80),
+                                     (3, 0xE0), (3, 0xFF)])
+def test_a_damaged_gzip_header_is_detected_by_either_inflater(at, flip):
+    data = bytearray(gzip.compress(b"hello world " * 100))
+    data[at] ^= flip  # magic, method, reserved flags: ISA-L alone lets reserved flags pass
+    for chunk in (1, 3, len(data)):
+        with pytest.raises(CorruptPart):
+            run(bytes(data), chunk)
+
+
+def test_a_damaged_header_of_a_later_member_is_detected():
+    second = bytearray(gzip.compress(b"two\n"))
+    second[3] |= 0x40
+    with pytest.raises(CorruptPart):
+        run(gzip.compress(b"one\n") + b"\0\0" + bytes(second), 2)
