@@ -249,6 +249,18 @@ class Client:
                                        writer.rows, "-")
         return DownloadResult(None, None, writer.rows, metadata)
 
+    def download_many(self, queries, directory: str, concurrency: Optional[int] = None
+                      ) -> Iterator[Tuple[Any, Optional[DownloadResult], Optional[BaseException]]]:
+        """``run`` and ``download`` of several queries at once (``concurrency`` tables at a
+        time, default 4): ``(query, result, None)`` or ``(query, None, error)`` as each
+        completes; one failing stops none of the others."""
+        def work(query) -> DownloadResult:
+            with pipeline.table_context("%s.%s" % (query.namespace, query.table)):
+                return self.download(self.run(query), query, directory)
+
+        return pipeline.run_concurrently(list(queries), work,
+                                         concurrency or pipeline.DEFAULT_CONCURRENCY)
+
     def load(self, job, sink, label: Optional[str] = None) -> None:
         """Stream the job's parts, in order, into ``sink``: an object with ``begin_part(i)``,
         ``feed(bytes)``, ``restart_part()`` (the part is fed again from its first byte),

@@ -439,3 +439,20 @@ def test_a_job_still_pending_at_the_deadline_is_given_up_with_exit_11(make_simul
     assert "still waiting" in str(raised.value) and "later" in str(raised.value)
     assert sum(sleeper.delays) <= 120
     assert sum(sleeper.delays) + 30 > 120  # it did wait until close to the deadline
+
+
+def test_download_many_runs_queries_at_once_and_reports_each(make_simulator, tmp_path):
+    from dap_core import SnapshotQuery as Snapshot
+    sim = make_simulator(job_wait=0.2, job_run=0.2, fail_table=("users",), rows_per_part=17)
+    queries = [Snapshot("canvas", t, format="csv") for t in ("accounts", "users", "courses")]
+    with connect(sim) as dap:
+        outcomes = {q.table: (r, e) for q, r, e in dap.download_many(queries, str(tmp_path),
+                                                                      concurrency=3)}
+    assert set(outcomes) == {"accounts", "users", "courses"}
+    assert outcomes["users"][0] is None and outcomes["users"][1].exit_status == 10
+    for table in ("accounts", "courses"):
+        result, error = outcomes[table]
+        assert error is None and os.path.exists(result.path)
+        with open(result.path, newline="") as f:
+            rows = list(csv.reader(f))
+        assert len(rows) - 1 == result.rows == len(sim.current_state("canvas", table))
