@@ -9,8 +9,11 @@ the kernel's accounting of each child), and dap's ratio to the reference. Also t
 time of `bin/dap --help` beside a bare interpreter start.
 
     python -m bench.run [--rows N] [--rows-per-part N] [--repeat N] [--formats jsonl,csv,...]
+                        [--databases sqlite,postgresql,mysql]
 
-Results go to bench/results/latest.json and bench/results/latest.md (and are printed).
+Results go to bench/results/latest.json and bench/results/latest.md (and are printed). Then
+the database benchmark (bench/db.py: initdb and syncdb, results in bench/results/db.*) runs
+with the same rows and repeats, unless --databases is empty.
 """
 from __future__ import annotations
 
@@ -128,6 +131,8 @@ def main(argv=None):
     parser.add_argument("--rows-per-part", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--formats", default="jsonl,csv,tsv,json,parquet")
+    parser.add_argument("--databases", default="sqlite,postgresql,mysql",
+                        help="then bench/db.py into these databases ('' for none)")
     args = parser.parse_args(argv)
 
     sim, base_url = start_simulator(args.rows, args.rows_per_part)
@@ -147,6 +152,10 @@ def main(argv=None):
     text = render(report)
     (RESULTS / "latest.md").write_text(text)
     print(text)
+    if args.databases:
+        from bench import db
+        db.main(["--rows", str(args.rows), "--rows-per-part", str(args.rows_per_part),
+                 "--repeat", str(args.repeat), "--databases", args.databases])
 
 
 if __name__ == "__main__":
