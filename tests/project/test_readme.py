@@ -44,3 +44,21 @@ def test_dap_help_lists_every_exit_status_of_the_code_table():
 def test_readme_shows_the_two_commands_first():
     first_commands = README.split("## Credentials")[0]
     assert "make demo" in first_commands and "make test" in first_commands
+
+
+def test_every_python_block_of_the_readme_runs_against_the_simulator(simulator, tmp_path,
+                                                                     monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        code = block.replace("http://127.0.0.1:8642", simulator.base_url)
+        # DAP's 5 job starts a minute, paced over half a second here
+        assert code.count("credentials) as dap") == 1
+        code = code.replace("credentials) as dap", "credentials, pace_window=0.5) as dap")
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "README.md", "exec"), {})
+    # the replication example: its list and each table of sync_many were printed
+    assert "'namespace': 'canvas'" in printed.getvalue()
+    assert "accounts" in printed.getvalue() and "users" in printed.getvalue()
