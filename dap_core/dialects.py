@@ -53,6 +53,19 @@ class StagingLayout:
     def __repr__(self) -> str:
         return "StagingLayout(%d, %r, action=%r)" % (self.width, self.positions, self.action)
 
+    def direct(self) -> Optional[Tuple[int, List[str]]]:
+        """(how many leading fields to drop, the column of each field after them) when the
+        header is ``meta.*`` first and then only table columns, as DAP writes it; a snapshot
+        can then go straight into the table. None otherwise."""
+        by_index = {i: name for name, i in self.positions.items()}
+        skip = 0
+        while skip < self.width and skip not in by_index:
+            skip += 1
+        names = [by_index.get(i) for i in range(skip, self.width)]
+        if skip == 0 or any(n is None for n in names):
+            return None
+        return skip, names  # type: ignore[return-value]
+
 
 def staging_layout(tdef: TableDef, header: Sequence[str]) -> StagingLayout:
     """The staging layout of a condensed TSV ``header`` (``meta.ts``, ``key.id``, ...).
@@ -149,7 +162,8 @@ class Dialect:
             self.sync_table(), self.ident("source_namespace"), self.param,
             self.ident("source_table"), self.param)
 
-    def sync_target(self, namespace: str, table: str, suffix: str = "") -> Tuple[Optional[str], str]:
+    def sync_target(self, namespace: str, table: str,
+                    suffix: str = "") -> Tuple[Optional[str], str]:
         schema, name = self.table_name(namespace, table)
         return schema, name + suffix
 
@@ -191,6 +205,12 @@ class Dialect:
 
     def staging_insert(self, width: int) -> str:
         return "INSERT INTO %s VALUES (%s)" % (self.staging(), ", ".join([self.param] * width))
+
+    def direct_load(self, tdef: TableDef, layout: StagingLayout, suffix: str = ""
+                    ) -> Optional[str]:
+        """The statement that loads a snapshot's parts straight into the new table (no
+        staging), or None where this database or these columns need staging."""
+        return None
 
     def convert(self, column: DbColumn, expr: str, tdef: TableDef, suffix: str) -> str:
         """``expr`` (a staging text column) as the column's type."""
@@ -350,6 +370,15 @@ class PostgreSQL(Dialect):
         return ["CREATE TEMPORARY TABLE %s (%s) ON COMMIT DROP" % (
             self.staging(), ", ".join("c%d text" % i for i in range(width)))]
 
+    def direct_load(self, tdef: TableDef, layout: StagingLayout, suffix: str = ""
+                    ) -> Optional[str]:
+        # COPY parses every type from DAP's text as it is but text[] (JSON arrays there)
+        direct = layout.direct()
+        if direct is None or any(tdef.column(n).kind == "string_array" for n in direct[1]):
+            return None
+        return "COPY %s (%s) FROM STDIN" % (self.qualified(tdef.namespace, tdef.table, suffix),
+                                            ", ".join(self.ident(n) for n in direct[1]))
+
     def copy_staging(self, width: int) -> str:
         return "COPY %s (%s) FROM STDIN" % (self.staging(),
                                             ", ".join("c%d" % i for i in range(width)))
@@ -475,8 +504,8 @@ class MySQL(Dialect):
         return ["DROP TEMPORARY TABLE IF EXISTS %s" % self.staging()]
 
     def load_staging(self, width: int, path: str) -> str:
-        """LOAD DATA of one part's body (TSV, its header taken off) from ``path``: COPY's text format
-        is LOAD DATA's default format (tab, newline, backslash escapes, \\N for NULL)."""
+        """LOAD DATA of one part's body (TSV, its header taken off) from ``path``: COPY's text
+        format is LOAD DATA's default format (tab, newline, backslash escapes, \\N for NULL)."""
         return ("LOAD DATA LOCAL INFILE %s INTO TABLE %s CHARACTER SET utf8mb4 "
                 "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
                 "(%s)" % (self.literal(path), self.staging(),
@@ -563,6 +592,24 @@ class SQLite(Dialect):
 
     def staging(self) -> str:
         return "temp.%s" % self.ident(STAGING)
+
+    def direct_load(self, tdef: TableDef, layout: StagingLayout, suffix: str = ""
+                    ) -> Optional[str]:
+        # every field of a decoded line is bound by its number (?N, 1-based); the columns'
+        # affinity makes numbers of the text, booleans need their CASE
+        direct = layout.direct()
+        if direct is None:
+            return None
+        skip, names = direct
+        values = []
+        for offset, name in enumerate(names):
+            number = "?%d" % (skip + offset + 1)
+            if tdef.column(name).kind == "boolean":
+                number = "(CASE %s WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)" % number
+            values.append(number)
+        return "INSERT INTO %s (%s) VALUES (%s)" % (
+            self.qualified(tdef.namespace, tdef.table, suffix),
+            ", ".join(self.ident(n) for n in names), ", ".join(values))
 
     def create_staging(self, width: int) -> List[str]:
         return ["CREATE TEMP TABLE %s (%s)" % (

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -232,7 +233,10 @@ class Database:
         return at.astimezone(timezone.utc).replace(tzinfo=None)
 
     # -- loading -------------------------------------------------------------------------------
-    def loader(self, on_header: Callable[[List[str]], StagingLayout], label: str) -> "Loader":
+    def loader(self, on_header: Callable[[List[str]], StagingLayout], label: str,
+               direct: Optional[Callable[[StagingLayout], Optional[str]]] = None) -> "Loader":
+        """A loader of parts into staging; with ``direct`` (the layout -> the statement that
+        loads straight into the table, or None), straight into the table where it can."""
         raise NotImplementedError
 
 
@@ -243,10 +247,16 @@ class Loader:
     checked, its body handed to :meth:`_body` / :meth:`_end_body`."""
 
     def __init__(self, db: Database, on_header: Callable[[List[str]], StagingLayout],
-                 label: str) -> None:
+                 label: str, direct: Optional[Callable[[StagingLayout], Optional[str]]] = None
+                 ) -> None:
         self.db = db
         self.on_header = on_header
         self.label = label
+        self.direct = direct
+        #: the statement loading straight into the table (None: into staging), and how many
+        #: leading fields of each line (meta.*) it leaves out
+        self.direct_sql: Optional[str] = None
+        self.direct_skip = 0
         self.layout: Optional[StagingLayout] = None
         self.header: Optional[List[str]] = None
         self.rows = 0
@@ -271,7 +281,12 @@ class Loader:
             if self.header is None:
                 self.header = header
                 self.layout = self.on_header(header)
-                self._prepare()
+                if self.direct is not None:
+                    self.direct_sql = self.direct(self.layout)
+                if self.direct_sql is not None:
+                    self.direct_skip = self.layout.direct()[0]  # type: ignore[index]
+                else:
+                    self._prepare()
             elif header != self.header:
                 raise errors.UnexpectedAnswer("%s: the parts of one result have different "
                                               "headers" % self.label)
@@ -350,7 +365,8 @@ class RowLoader(Loader):
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.UnexpectedAnswer("%s: the TSV is malformed: %s" % (self.label, exc))
         for start in range(0, len(rows), BATCH_ROWS):
-            self.db.insert_rows(rows[start:start + BATCH_ROWS], width)
+            self.db.insert_rows(rows[start:start + BATCH_ROWS], width,  # type: ignore
+                                self.direct_sql)
         self._count += len(rows)
 
     def _end_body(self) -> int:
@@ -364,18 +380,27 @@ class CopyLoader(Loader):
     """PostgreSQL: the body goes to ``COPY ... FROM STDIN`` as it arrives."""
 
     def _begin_body(self) -> None:
-        sql = self.db.dialect.copy_staging(len(self.header or ()))  # type: ignore[attr-defined]
+        sql = self.direct_sql or self.db.dialect.copy_staging(  # type: ignore[attr-defined]
+            len(self.header or ()))
+        # straight into the table: each line without its leading meta fields (a TSV field
+        # holds no tab or newline, so a regular expression cuts them exactly, in C)
+        self._lines = LineSplitter() if self.direct_sql else None
+        self._cut = re.compile(rb"(?m)^(?:[^\t\n]*\t){%d}" % self.direct_skip)
         with self.db.guarded("COPY"):
             self._cursor = self.db.conn.cursor()
             self._copy_cm = self._cursor.copy(sql)
             self._copy = self._copy_cm.__enter__()
 
     def _body(self, data: bytes) -> None:
+        if self._lines is not None:
+            data = self._cut.sub(b"", self._lines.feed(data))
         with self.db.guarded("COPY"):
             self._copy.write(data)
 
     def _end_body(self) -> int:
         with self.db.guarded("COPY"):
+            if self._lines is not None and self._lines.rest():
+                self._copy.write(self._cut.sub(b"", self._lines.rest() + b"\n"))
             self._copy_cm.__exit__(None, None, None)
             count = self._cursor.rowcount
             self._cursor.close()
@@ -525,8 +550,8 @@ class PostgresDatabase(Database):
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
             "AND table_name = %s ORDER BY ordinal_position", (namespace, table))]
 
-    def loader(self, on_header, label: str) -> Loader:
-        return CopyLoader(self, on_header, label)
+    def loader(self, on_header, label: str, direct=None) -> Loader:
+        return CopyLoader(self, on_header, label, direct)
 
 
 # -- MySQL / MariaDB ---------------------------------------------------------------------------
@@ -596,15 +621,16 @@ class MySQLDatabase(Database):
             "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
             "AND table_name = %s ORDER BY ordinal_position", (name,))]
 
-    def insert_rows(self, rows: Sequence[Tuple[Optional[str], ...]], width: int) -> None:
+    def insert_rows(self, rows: Sequence[Tuple[Optional[str], ...]], width: int,
+                    sql: Optional[str] = None) -> None:
         # one multi-row INSERT per batch: PyMySQL's executemany rewrites INSERT ... VALUES
         # into one statement
         with self.guarded("an INSERT"):
             cur = self.conn.cursor()
-            cur.executemany(self.dialect.staging_insert(width), rows)
+            cur.executemany(sql or self.dialect.staging_insert(width), rows)
             cur.close()
 
-    def loader(self, on_header, label: str) -> Loader:
+    def loader(self, on_header, label: str, direct=None) -> Loader:
         if self.local_infile:
             return PipeLoader(self, on_header, label)
         log.info("%s: the server refuses LOAD DATA LOCAL INFILE; loading with INSERTs", label)
@@ -752,9 +778,10 @@ class SQLiteDatabase(Database):
         from ..timestamps import format_timestamp
         return format_timestamp(at)
 
-    def insert_rows(self, rows: Sequence[Tuple[Optional[str], ...]], width: int) -> None:
+    def insert_rows(self, rows: Sequence[Tuple[Optional[str], ...]], width: int,
+                    sql: Optional[str] = None) -> None:
         with self.guarded("an INSERT"):
-            self.conn.executemany(self.dialect.staging_insert(width), rows)
+            self.conn.executemany(sql or self.dialect.staging_insert(width), rows)
 
-    def loader(self, on_header, label: str) -> Loader:
-        return RowLoader(self, on_header, label)
+    def loader(self, on_header, label: str, direct=None) -> Loader:
+        return RowLoader(self, on_header, label, direct)

@@ -271,10 +271,10 @@ class Replica:
         else:
             db.execute(db.dialect.sync_update(), values + (row.id,))
 
-    def _stage(self, db: Database, job: Any, tdef: TableDef, label: str
+    def _stage(self, db: Database, job: Any, tdef: TableDef, label: str, direct=None
                ) -> Tuple[int, Any]:
         """Stream the job's parts into the staging table: (rows, its layout or None when
-        the result had no parts)."""
+        the result had no parts, or went straight into the table by ``direct``)."""
         holder: Dict[str, Any] = {}
 
         def on_header(header: List[str]):
@@ -282,12 +282,14 @@ class Replica:
             holder["layout"] = layout
             return layout
 
-        loader = db.loader(on_header, label)
+        loader = db.loader(on_header, label, direct)
         try:
             self.client.load(job, loader, label)
         except BaseException:
             loader.abort()
             raise
+        if loader.direct_sql is not None:
+            return loader.rows, None  # in the table already: nothing to apply
         return loader.rows, holder.get("layout")
 
     def _staged_first(self, db: Database, job: Any, tdef: TableDef, label: str):
@@ -327,10 +329,13 @@ class Replica:
             rows = self._init_mysql(db, job, tdef, row, old if exists else None, label)
         else:
             suffix = NEW_SUFFIX if exists else ""
-            staged = self._staged_first(db, job, tdef, label)
             with db.transaction():
                 dialect_statements = dialect.create_table(tdef, suffix)
                 db.execute_all(dialect_statements)
+                # a snapshot into a table made just now: straight in where the database can
+                # (COPY into it, SQLite's INSERT with the conversions), else through staging
+                staged = self._stage(db, job, tdef, label, direct=lambda layout: (
+                    dialect.direct_load(tdef, layout, suffix)))
                 rows = self._load(db, job, tdef, label, lambda layout: db.execute(
                     dialect.insert_from_staging(tdef, layout, suffix)), staged)
                 if exists:
