@@ -7,7 +7,9 @@ corrupt gzip parts, expiring pre-signed URLs, tokens refused before `exp`, now a
 table whose jobs fail), random data sizes, parts and job timings; then takes a snapshot of a
 few tables and chains a few incrementals with `bin/dap ... --state FILE` (a subprocess, as a
 person or cron would run it), the data moving on between them.  Some attempts are SIGKILLed
-at a random moment and rerun, sometimes after the data moved on again; a run that fails
+at a moment drawn at random and reached by a protocol event (a held job start, object URL
+request, k-th part or next table's job, or a table's checkpoint: `support.ChainDriver`) and
+rerun, sometimes after the data moved on again; a run that fails
 (retries exhausted, exit 11) is rerun too, a few times at most.
 
 A rerun is either of the tables not done yet (as a person would) or of the same command
@@ -103,7 +105,8 @@ def soak_run(run_seed: int) -> Dict[str, Any]:
     p = plan(run_seed)
     rng = random.Random(p["kill_seed"])
     result: Dict[str, Any] = dict(seed=run_seed, tables=p["tables"], faults={}, kills=0,
-                                  dap_runs=0, failures={}, lost=0, duplicated=0, orphans=0, lagging=0,
+                                  dap_runs=0, failures={}, lost=0, duplicated=0, orphans=0,
+                                  lagging=0,
                                   temporary=0, problems=[], recovered=False, error=None,
                                   options={k: v for k, v in p["simulator"].items()
                                            if k not in ("rows",)})
@@ -127,8 +130,7 @@ def soak_run(run_seed: int) -> Dict[str, Any]:
             if index:
                 sim.advance()
             kills = rng.choice((1, 2)) if rng.random() < p["kill_chance"] else 0
-            driver.step(command, p["formats"][index], kills=kills,
-                        max_delay=rng.choice((0.5, 1.0, 2.0)), between=between)
+            driver.step(command, p["formats"][index], kills=kills, between=between)
         # a last incremental, neither killed nor after new data: every table catches up
         # with the frontier (a table the last step's kill attempts left behind), and those
         # already there ask for an empty window; then all must equal the current state

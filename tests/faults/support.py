@@ -51,13 +51,12 @@ def dap_command(args: Sequence[str]) -> List[str]:
 class Run:
     """A finished `dap` process."""
 
-    def __init__(self, args: Sequence[str], returncode: int, stdout: bytes, stderr: bytes,
-                 seconds: float) -> None:
+    def __init__(self, args: Sequence[str], returncode: int, stdout: bytes,
+                 stderr: bytes) -> None:
         self.args = list(args)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr.decode("utf-8", "replace")
-        self.seconds = seconds
 
     def __repr__(self) -> str:
         return "Run(dap %s -> %d; stderr %r)" % (" ".join(self.args), self.returncode,
@@ -71,69 +70,178 @@ class Run:
 
 
 def run_dap(sim, args: Sequence[str], cwd: Optional[str] = None, timeout: float = 120.0) -> Run:
-    started = time.monotonic()
     proc = subprocess.run(dap_command(args), env=environment(sim), cwd=cwd,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return Run(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    return Run(args, proc.returncode, proc.stdout, proc.stderr)
 
 
-def start_dap(sim, args: Sequence[str], cwd: Optional[str] = None) -> subprocess.Popen:
-    """`dap` running in the background; stdout and stderr go to /dev/null (a kill test
-    looks at the files it leaves, not at what it said)."""
+def start_dap(sim, args: Sequence[str], cwd: Optional[str] = None,
+              stdout=subprocess.DEVNULL) -> subprocess.Popen:
+    """`dap` running in the background; stderr goes to /dev/null and stdout to `stdout`
+    (/dev/null unless given: a kill test looks at the files it leaves, not at what it
+    said)."""
     return subprocess.Popen(dap_command(args), env=environment(sim), cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=stdout, stderr=subprocess.DEVNULL)
 
 
-def run_and_kill(sim, args: Sequence[str], delay: float, cwd: Optional[str] = None) -> Optional[int]:
-    """Start `dap`, SIGKILL it after `delay` seconds.  Returns None when the kill landed
-    (the process was still running), else the exit status it had already finished with."""
-    return _kill_after(start_dap(sim, args, cwd), delay)
-
-
-def _kill_after(proc, delay: float) -> Optional[int]:
-    """SIGKILL `proc` in `delay` seconds: None when the kill landed, else the exit status it
-    had already finished with."""
-    try:
-        proc.wait(timeout=delay)
-        return proc.returncode
-    except subprocess.TimeoutExpired:
-        pass
+def kill(proc: subprocess.Popen) -> Optional[int]:
+    """SIGKILL `proc` and reap it: None when the kill landed (it was still running), else
+    the exit status it had already ended with."""
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return None if proc.returncode == -signal.SIGKILL else proc.returncode
 
 
-def run_and_kill_while_writing(sim, args: Sequence[str], directory: str, delay: float,
-                               timeout: float = 60.0) -> Optional[int]:
-    """Start `dap`, wait until a new temporary output file with data in it shows up in
-    `directory` (the download is under way), then SIGKILL it `delay` seconds later.  Returns
-    None when the kill landed, else the exit status it had already finished with."""
-    stale = set(os.listdir(directory)) if os.path.isdir(directory) else set()
-    proc = start_dap(sim, args)
+class FullPipe:
+    """A pipe whose buffer is full, for a process's stdout: the first thing it writes there
+    blocks until the pipe is closed.  `dap` writes to stdout only its result line, after a
+    table's output and checkpoint are in place, so a run given this stdout can go no further
+    than that line: however fast it is, it is still running when a test kills it after
+    seeing (in the files) that it got there.  Use as a context manager; `writer` is the end
+    to hand to the process (closed here once it started: call `started()`)."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = os.pipe()
+        os.set_blocking(self.writer, False)
+        for size in (65536, 4096, 1):  # fill it to the last byte
+            try:
+                while True:
+                    os.write(self.writer, b"\0" * size)
+            except BlockingIOError:
+                pass
+        os.set_blocking(self.writer, True)  # the process's writes block, not fail
+
+    def started(self) -> None:
+        """The process has its own copy of the writing end: close ours."""
+        if self.writer is not None:
+            os.close(self.writer)
+            self.writer = None
+
+    def __enter__(self) -> "FullPipe":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.started()
+        os.close(self.reader)
+
+
+def wait_until(proc: subprocess.Popen, condition, what: str, timeout: float = 120.0) -> bool:
+    """Wait until `condition()` holds (True) or `proc` ended first (False).  `timeout` only
+    turns a run that hangs into a failure: no result depends on how long anything took."""
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if _writing(directory, stale):
-            break
-        time.sleep(0.001)
-    if proc.poll() is not None:
-        return proc.returncode
-    return _kill_after(proc, delay)
+    while not condition():
+        if proc.poll() is not None:
+            return bool(condition())
+        if time.monotonic() > deadline:
+            raise AssertionError("%s did not happen in %.0f s" % (what, timeout))
+        time.sleep(0.002)
+    return True
 
 
-def _writing(directory: str, stale) -> bool:
-    """A temporary data file (not a sidecar's, not one left by an earlier run) has bytes."""
+# -- holding back one answer of the simulator ---------------------------------------------------
+
+class RequestGate:
+    """Holds back the simulator's answer to one request until released, so that a test
+    knows where a run is: waiting on a job start or poll, on its object URLs, on its k-th
+    part (mid-download), on the next table's job (the previous table's output and checkpoint
+    done).  It wraps the simulator's request recorder (`sim.service.record`), which every
+    request passes before it is served; the held request is recorded (it shows in
+    `sim.requests`) and answered once released.  `close()` (or leaving the `with` block)
+    releases and unwraps.
+
+    (A copy of the one in `tests/db/conftest.py`, which the database tests own, made a
+    context manager; `wait_held` fails a run that never gets there.)"""
+
+    def __init__(self, sim) -> None:
+        import threading
+        self.service = sim.service
+        self._record = self.service.record
+        self._lock = threading.Lock()
+        self._matches = None
+        self._nth = self._seen = 0
+        self.held = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        self.service.record = self._recording
+
+    def __enter__(self) -> "RequestGate":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def hold(self, matches, nth: int = 1) -> None:
+        """Hold the `nth` request from now on for which `matches(method, path)`."""
+        if nth < 1:
+            raise ValueError("nth counts from 1")
+        with self._lock:
+            self._matches, self._nth, self._seen = matches, nth, 0
+            self.held.clear()
+            self._open.clear()
+
+    def _recording(self, method, path, headers):
+        entry = self._record(method, path, headers)
+        with self._lock:
+            hold = False
+            if self._matches is not None and self._matches(method, path):
+                self._seen += 1
+                hold = self._seen == self._nth
+        if hold:
+            self.held.set()
+            self._open.wait(300)
+        return entry
+
+    def wait_held(self, proc=None, timeout: float = 120.0) -> bool:
+        """Wait until the request is held (True), or the process `proc` ended first (False).
+        `timeout` only turns a run that never gets there into a failure."""
+        deadline = time.monotonic() + timeout
+        while not self.held.wait(0.005):
+            if proc is not None and proc.poll() is not None:
+                return self.held.is_set()
+            if time.monotonic() > deadline:
+                raise AssertionError("the request to hold did not come in %.0f s" % timeout)
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._matches = None
+        self._open.set()
+
+    def close(self) -> None:
+        self.release()
+        if self.service.record == self._recording:
+            self.service.record = self._record
+
+
+def job_start(table: Optional[str] = None, namespace: str = NAMESPACE):
+    """Matches the request that starts a query job of `table` (of any table when None)."""
+    prefix = "/dap/query/%s/table/" % namespace
+
+    def matches(method: str, path: str) -> bool:
+        path = path.split("?")[0]
+        if method != "POST" or not path.startswith(prefix) or not path.endswith("/data"):
+            return False
+        return table is None or path == "%s%s/data" % (prefix, table)
+    return matches
+
+
+def object_urls(method: str, path: str) -> bool:
+    """A request for pre-signed URLs of a job's objects."""
+    return method == "POST" and path.split("?")[0] == "/dap/object/url"
+
+
+def object_download(method: str, path: str) -> bool:
+    return path.startswith("/objects/")
+
+
+def temporaries(directory: str, name: str) -> List[str]:
+    """Temporary files of an atomic write of `name` in `directory` (`.<name>.<random>.part`)."""
     try:
         names = os.listdir(directory)
     except OSError:
-        return False
-    for name in names:
-        if name not in stale and checks.TEMP_NAME.match(name) and checks.META_SUFFIX + "." not in name:
-            try:
-                if os.path.getsize(os.path.join(directory, name)) > 0:
-                    return True
-            except OSError:
-                pass
-    return False
+        return []
+    return sorted(n for n in names if checks.TEMP_NAME.match(n) and n.startswith("." + name + ".")
+                  and n[len(name) + 2:-len(".part")].count(".") == 0)
 
 
 def query_args(command: str, table: str, fmt: str, where: str, directory: str,
@@ -191,10 +299,20 @@ class Unrecovered(Exception):
     """A step that reruns did not complete."""
 
 
+#: the moments at which `ChainDriver` kills a run, each reached by a protocol event (see
+#: `ChainDriver.kill_at`)
+MOMENTS = ("start", "urls", "download", "between", "checkpoint")
+
+
 class ChainDriver:
     """Runs `dap snapshot|incremental --state FILE` steps into one directory, killing some
-    attempts at random moments and rerunning until the step is complete; after every kill or
+    attempts at chosen moments and rerunning until the step is complete; after every kill or
     failure it checks what was left (whole outputs only, valid checkpoints).
+
+    A kill is driven by events, never by the clock, so it lands (the process is alive when
+    SIGKILL comes) by construction; see :meth:`kill_at` for the moments.  A run that fails
+    before it gets there (retries exhausted under faults) ends first: that attempt counts as
+    a failure, not a kill.
 
     A step is complete when the checkpoint of every table moved.  ``rerun`` says what is
     run again after a kill or a failure: ``"remaining"`` (the default) only the tables whose
@@ -206,8 +324,10 @@ class ChainDriver:
 
     ``failing`` tables are expected to fail (`--fail-table`): they are left out of the
     completeness condition and of later incrementals.  ``problems`` collects every
-    violation; ``kills``, ``runs``, ``failures`` (exit status -> count) count what happened,
-    ``unmoved`` the checkpoints a successful run left where they were."""
+    violation; ``kills`` (landed), ``landed`` (moment -> kills), ``runs``, ``failures``
+    (exit status -> count) count what happened, ``unmoved`` the checkpoints a successful run
+    left where they were, ``first_done`` the "between" kills that found the first table's
+    checkpoint moved (with one table at a time, it is done before the next one starts)."""
 
     def __init__(self, sim, directory: str, tables: Sequence[str], rng, namespace: str = NAMESPACE,
                  max_reruns: int = 4, failing: Sequence[str] = (), transient=TRANSIENT,
@@ -224,11 +344,10 @@ class ChainDriver:
         self.transient = tuple(transient)
         self.rerun = rerun
         self.kills = 0
+        self.landed: Dict[str, int] = {}
+        self.first_done = 0
         self.runs = 0
         self.unmoved = 0
-        # how long the last whole run took: "any moment" kills aim inside such a run, since a
-        # kill timed after the process ended proves nothing (downloads got fast on loopback)
-        self.run_seconds: Optional[float] = None
         self.failures: Dict[int, int] = {}
         self.problems: List[str] = []
         self.last_stderr = ""
@@ -267,36 +386,95 @@ class ChainDriver:
             raise Unrecovered("%s failed with exit %d: %s" % (command, status,
                                                               self.last_stderr[-800:]))
 
-    def step(self, command: str, fmt: str, kills: int = 0, max_delay: float = 2.0,
-             between=None) -> None:
-        """One step of the chain: ``kills`` attempts killed at a random moment, half of them
-        in [0, max_delay) after the start, half within 0.2 s after an output file got its
-        first bytes (an attempt may end first), then runs until the step is complete.
-        ``between()`` is called after each kill (e.g. to move the data on before the
-        rerun)."""
+    def moments_for(self, attempt: Sequence[str]) -> List[str]:
+        """The moments at which a run of the tables `attempt` can be killed."""
+        working = [t for t in attempt if t not in self.failing]
+        if not working:
+            return ["start"]
+        if len(attempt) < 2:
+            return [m for m in MOMENTS if m != "between"]
+        return list(MOMENTS)
+
+    def kill_at(self, moment: str, command: str, fmt: str, attempt: Sequence[str]
+                ) -> Optional[int]:
+        """Run `command` for the tables `attempt` and SIGKILL it at `moment`:
+
+        * ``start``: its first job start is held (nothing written yet);
+        * ``urls``: its first request for object URLs is held (an output begun, no part);
+        * ``download``: its k-th part download is held, k drawn from 1 to the number of
+          tables that have a result (each job has at least one part): mid-download;
+        * ``between``: with ``--concurrency 1``, the second table's job start is held: the
+          first table's output and checkpoint are done (unless its job failed), the second
+          has not begun;
+        * ``checkpoint``: stdout is a `FullPipe`, so the run stops at its first result line,
+          written after a table's output and checkpoint; it is killed once a checkpoint of
+          `attempt` moved (the other tables anywhere by then).
+
+        Every other moment runs at the default --concurrency (tables at once).  None when
+        the kill landed, else the exit status the run ended with first."""
+        if moment not in self.moments_for(attempt):
+            raise ValueError("no %r moment in a run of %s" % (moment, ", ".join(attempt)))
+        args = self.args(command, fmt, attempt)
+        if moment == "checkpoint":
+            before = self.checkpoints()
+
+            def moved() -> bool:
+                now = self.checkpoints()
+                return any(now.get(t) not in (None, before.get(t)) for t in attempt)
+            with FullPipe() as pipe:
+                proc = start_dap(self.sim, args, stdout=pipe.writer)
+                pipe.started()
+                if not wait_until(proc, moved, "a checkpoint of %s" % ", ".join(attempt)):
+                    proc.wait()
+                    return proc.returncode
+                return kill(proc)
+        working = [t for t in attempt if t not in self.failing]
+        with RequestGate(self.sim) as gate:
+            if moment == "start":
+                gate.hold(job_start(namespace=self.namespace))
+            elif moment == "urls":
+                gate.hold(object_urls)
+            elif moment == "download":
+                gate.hold(object_download, nth=self.rng.randint(1, len(working)))
+            else:  # between
+                args = args + ["--concurrency", "1"]
+                gate.hold(job_start(attempt[1], self.namespace))
+            before = self.checkpoints()
+            proc = start_dap(self.sim, args)
+            if not gate.wait_held(proc):
+                proc.wait()
+                return proc.returncode
+            if moment == "between" and attempt[0] not in self.failing:
+                now = self.checkpoints()
+                self.first_done += now.get(attempt[0]) not in (None, before.get(attempt[0]))
+            return kill(proc)
+
+    def step(self, command: str, fmt: str, kills: int = 0, between=None,
+             moments: Optional[Sequence[str]] = None) -> None:
+        """One step of the chain: ``kills`` attempts killed at moments drawn from ``rng``
+        (or, given ``moments``, one attempt killed at each of them in turn), then runs until
+        the step is complete.  ``between()`` is called after each kill (e.g. to move the
+        data on before the rerun).  A kill after the last checkpoint completes the step: the
+        moments left are not used."""
+        if moments is not None:
+            kills = len(moments)
         before = self.checkpoints()
         tables = list(self.tables)
         if command == "incremental":
             tables = [t for t in tables if t not in self.failing or t in before]
         attempt = tables
         for number in range(kills + self.max_reruns):
-            args = self.args(command, fmt, attempt)
             self.runs += 1
             if number < kills:
-                if self.rng.random() < 0.5:  # at any moment
-                    latest = max_delay if self.run_seconds is None else \
-                        min(max_delay, 0.9 * self.run_seconds)
-                    status = run_and_kill(self.sim, args, self.rng.uniform(0.0, latest))
-                else:  # while it writes: after the first bytes of an output
-                    status = run_and_kill_while_writing(self.sim, args, self.out,
-                                                        self.rng.uniform(0.0, 0.2))
+                moment = moments[number] if moments is not None else \
+                    self.rng.choice(self.moments_for(attempt))
+                status = self.kill_at(moment, command, fmt, attempt)
+                if status is None:
+                    self.landed[moment] = self.landed.get(moment, 0) + 1
                 self.last_stderr = ""
             else:
-                started = time.monotonic()
-                run = run_dap(self.sim, args)
+                run = run_dap(self.sim, self.args(command, fmt, attempt))
                 status, self.last_stderr = run.returncode, run.stderr
-                if status == 0:
-                    self.run_seconds = time.monotonic() - started
             if status is None:
                 self.kills += 1
                 self.check("after a kill of %s" % command)
@@ -321,11 +499,11 @@ class ChainDriver:
 
     def verify(self):
         """Rebuild each table from its chain of outputs (walked back from the checkpoint) and
-        compare it with the simulator's current state.  Returns {table: (Comparison, changes applied twice, orphans, lagging)}
-        where orphans are whole outputs of jobs outside the chain and lagging says that the
-        chain ends before the frontier.  Chain problems go to ``problems``.  A failing table
-        must have neither outputs nor a checkpoint.  No object download may have carried a
-        credential header."""
+        compare it with the simulator's current state.  Returns {table: (Comparison, changes
+        applied twice, orphans, lagging)} where orphans are whole outputs of jobs outside the
+        chain and lagging says that the chain ends before the frontier.  Chain problems go to
+        ``problems``.  A failing table must have neither outputs nor a checkpoint.  No object
+        download may have carried a credential header."""
         import json
         listing = self.check("at the end")
         with open(self.state) as f:
