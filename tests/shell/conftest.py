@@ -2,17 +2,23 @@
 
 Waiting is policy-driven (retries, polls, pacing); `Sleeper` records every delay the shell
 asked for and sleeps at most a few milliseconds, so tests are quick and can still check
-that a delay (Retry-After, pacing) was honoured.
+that a delay (Retry-After, pacing) was honoured.  Where a test depends on how much time
+passes (a URL's or a token's life, a rate window), `FakeTime` is the one clock of both the
+simulator (`make_simulator(clock=t)`) and the client (`connect(sim, fake_time=t)`): it
+moves only when the client sleeps, by exactly the delay asked for, so every window is exact
+and nothing depends on how fast the machine is.
 """
 from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 
 import pytest
 
 from dap_core import Client, resolve_credentials
+from tests.simulator.api import FakeClock
 
 
 class Sleeper:
@@ -27,13 +33,37 @@ class Sleeper:
         time.sleep(min(seconds, self.cap))
 
 
-def connect(sim, *, api_key: bool = False, sleeper=None, **options) -> Client:
-    """A `Client` of `sim` with quick sleeps and seeded jitter."""
+class FakeTime(FakeClock):
+    """A clock (epoch seconds, from `FakeClock.START`) that moves only by `sleep(seconds)`
+    or `advance(seconds)`, for the simulator and the client at once.  `sleep` returns at
+    once; `delays` lists every delay asked for, in order."""
+
+    def __init__(self, start: float = FakeClock.START) -> None:
+        super().__init__(start)
+        self.delays = []
+        self._lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.delays.append(seconds)
+            self.now += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> float:
+        with self._lock:
+            return super().advance(seconds)
+
+
+def connect(sim, *, api_key: bool = False, sleeper=None, fake_time: FakeTime = None,
+            **options) -> Client:
+    """A `Client` of `sim` with quick sleeps and seeded jitter; given `fake_time`, its
+    clocks (wall and monotonic) are that one and its sleeps move it."""
     if api_key:
         credentials = resolve_credentials(api_key=sim.api_key)
     else:
         credentials = resolve_credentials(client_id=sim.client_id,
                                           client_secret=sim.client_secret)
+    if fake_time is not None:
+        options.update(clock=fake_time, monotonic=fake_time, sleep=fake_time.sleep)
     options.setdefault("sleep", sleeper or Sleeper())
     options.setdefault("rng", random.Random(7))
     return Client(sim.base_url, credentials, **options)

@@ -1,21 +1,23 @@
 """Each fault the simulator injects, and the shell's answer to it: with the fault on, the
 same download gives output byte-identical to a clean run; when a fault does not heal, a
-clear error with its exit status and nothing half-written."""
+clear error with its exit status and nothing half-written.
+
+Where time matters (Retry-After, a URL's or a token's life, rate windows), the simulator and
+the client share one `FakeTime` that moves only when the client sleeps: the windows are
+exact, whatever the load of the machine, and the delays are checked to the value."""
 from __future__ import annotations
 
 import errno
 import os
 import socket
-import time
 
 import pytest
 
 from dap_core import Client, SnapshotQuery, resolve_credentials
 from dap_core.errors import OutputError, ServiceUnavailable
 from dap_core.policy import RetryPolicy
-from dap_core.shell.client import Progress
 
-from .conftest import Sleeper, connect
+from .conftest import FakeTime, connect
 
 PARTS = dict(rows_per_part=17)
 
@@ -47,18 +49,36 @@ def statuses(sim, prefix):
     return [r["status"] for r in sim.requests if r["path"].startswith(prefix)]
 
 
+def call_of(request):
+    return request["method"], request["path"]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_429_is_retried_after_retry_after_and_output_is_identical(make_simulator, tmp_path,
                                                                   clean, fmt):
-    sim = make_simulator(fail_429=0.3, **PARTS)
-    sleeper = Sleeper()
-    data, _, _ = download(sim, tmp_path, fmt, sleeper=sleeper)
+    clock = FakeTime()
+    sim = make_simulator(fail_429=0.3, clock=clock, **PARTS)
+    data, _, _ = download(sim, tmp_path, fmt, fake_time=clock)
     fired = sim.fault_counts["fail_429"]
     assert fired > 0 and data == clean(fmt)
-    # every 429 was followed by a wait of at least its Retry-After (1 s): no retry storm
-    assert sum(1 for d in sleeper.delays if d >= 1.0) >= fired
-    api = statuses(sim, "/dap/")
-    assert api.count(429) == fired and len(api) <= 3 * fired + 10
+    api = [r for r in sim.requests if r["path"].startswith("/dap/")]
+    assert [r["status"] for r in api].count(429) == fired and len(api) <= 3 * fired + 10
+    # each 429 (Retry-After: 1) is followed by the same call, never sooner than 1 s later
+    # (the simulator's clock moves only by the client's sleeps), and exactly 1 s later
+    # after the call's first failure, whose own backoff is shorter: no retry storm, no
+    # wait longer than asked
+    first_failures = 0
+    for before, answer, retry in zip([None] + api, api, api[1:]):
+        if answer["status"] != 429:
+            continue
+        assert call_of(retry) == call_of(answer)
+        waited = retry["time"] - answer["time"]
+        if before is None or call_of(before) != call_of(answer) or before["status"] < 400:
+            first_failures += 1
+            assert waited == 1.0, (answer, retry)
+        else:
+            assert waited >= 1.0, (answer, retry)
+    assert first_failures >= 1
 
 
 def test_5xx_on_api_calls_including_starting_the_job_is_retried(make_simulator, tmp_path, clean):
@@ -73,15 +93,15 @@ def test_connection_errors_are_retried_a_bounded_number_of_times_with_growing_de
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    sleeper = Sleeper(cap=0)
+    clock = FakeTime()  # the refused-connection deadline counts these sleeps only
     creds = resolve_credentials(client_id="us-east-1#x", client_secret="y")
-    with Client("http://127.0.0.1:%d" % port, creds, sleep=sleeper,
-                retry_policy=RetryPolicy(max_attempts=5)) as dap:
+    with Client("http://127.0.0.1:%d" % port, creds, sleep=clock.sleep, monotonic=clock,
+                clock=clock, retry_policy=RetryPolicy(max_attempts=5)) as dap:
         with pytest.raises(ServiceUnavailable) as caught:
             dap.list_tables()
     assert caught.value.exit_status == 11
-    assert len(sleeper.delays) == 4
-    assert sleeper.delays == sorted(sleeper.delays) and sleeper.delays[-1] > sleeper.delays[0]
+    assert len(clock.delays) == 4
+    assert clock.delays == sorted(clock.delays) and clock.delays[-1] > clock.delays[0]
 
 
 def test_a_download_cut_mid_part_resumes_with_range_and_loses_nothing(make_simulator, tmp_path,
@@ -132,43 +152,76 @@ def test_a_failed_parquet_download_releases_the_writers_spool_and_leaves_nothing
     assert os.listdir(tmp_path) == []
 
 
-class SlowAfterFirstPart(Progress):
-    """Waits after the first part so that the URLs asked for with it expire."""
+def on_request(sim, matches, action):
+    """Call `action()` when a request for which `matches(method, path)` reaches `sim`,
+    before it is served."""
+    record = sim.service.record
 
-    def __init__(self, wait: float) -> None:
-        self.wait = wait
-
-    def part(self, index: int) -> None:
-        if index == 1:
-            time.sleep(self.wait)
+    def recording(method, path, headers):
+        entry = record(method, path, headers)
+        if matches(method, path):
+            action()
+        return entry
+    sim.service.record = recording
 
 
 def test_an_expired_download_url_is_replaced_by_a_fresh_one(make_simulator, tmp_path, clean):
-    sim = make_simulator(url_ttl=1, **PARTS)
-    data, _, _ = download(sim, tmp_path, "csv", progress=SlowAfterFirstPart(1.1))
-    assert sim.fault_counts["expired_url"] >= 1 and data == clean("csv")
-    assert 403 in statuses(sim, "/objects/")
+    clock = FakeTime()
+    sim = make_simulator(url_ttl=1, clock=clock, **PARTS)
+    downloads = []
+
+    def second_download_comes_late():  # after the URLs' second of life, to the request
+        downloads.append(1)
+        if len(downloads) == 2:
+            clock.advance(2)
+    on_request(sim, lambda method, path: path.startswith("/objects/"),
+               second_download_comes_late)
+    data, _, _ = download(sim, tmp_path, "csv", fake_time=clock)
+    assert data == clean("csv")
+    # that one download was refused as expired; fresh URLs were asked for, and the same
+    # part fetched again with one of them; nothing else expired
+    assert sim.fault_counts["expired_url"] == 1
+    calls = [(r["path"].split("?")[0], r["status"]) for r in sim.requests
+             if r["path"].startswith(("/objects/", "/dap/object/url"))]
+    refused = [i for i, (_, status) in enumerate(calls) if status == 403]
+    assert len(refused) == 1, calls
+    i = refused[0]
+    assert [c for c in calls[:i + 1] if c[0] != "/dap/object/url"][1:] == [calls[i]], calls
+    assert calls[i + 1] == ("/dap/object/url", 200) and calls[i + 2] == (calls[i][0], 200)
+    assert [c for c in calls if c[0] == "/dap/object/url"] == [("/dap/object/url", 200)] * 2
 
 
 def test_a_token_refused_during_a_long_job_is_renewed_once_and_the_job_goes_on(
         make_simulator, tmp_path, clean):
-    sim = make_simulator(refuse_tokens_after=0.3, job_run=0.8, **PARTS)
-    data, _, dap = download(sim, tmp_path, "csv", sleeper=Sleeper(cap=0.05))
-    assert sim.fault_counts["refuse_token"] >= 1 and data == clean("csv")
+    clock = FakeTime()
+    sim = make_simulator(refuse_tokens_after=0.3, job_run=0.8, clock=clock, **PARTS)
+    data, _, dap = download(sim, tmp_path, "csv", fake_time=clock)
+    refused = sim.fault_counts["refuse_token"]
+    assert refused >= 1 and data == clean("csv")  # polls come 0.3 s and more apart
+    # one login at first, then exactly one per refusal, after which the same call went
+    # through with the fresh token
     logins = [r for r in sim.requests if r["path"] == "/ids/auth/login"]
-    assert len(logins) == dap.session.logins >= 2
+    assert len(logins) == dap.session.logins == 1 + refused
+    calls = [r for r in sim.requests if not r["path"].startswith("/objects/")]
+    for i, answer in enumerate(calls):
+        if answer["status"] == 401:
+            login, again = calls[i + 1], calls[i + 2]
+            assert (login["path"], login["status"]) == ("/ids/auth/login", 200)
+            assert call_of(again) == call_of(answer) and again["status"] == 200
 
 
-def test_a_token_is_renewed_before_it_expires(simulator):
-    offset = [0.0]
-    with connect(simulator, clock=lambda: time.time() + offset[0]) as dap:
+def test_a_token_is_renewed_before_it_expires(make_simulator):
+    clock = FakeTime()
+    sim = make_simulator(clock=clock)  # tokens live an hour
+    with connect(sim, fake_time=clock) as dap:
         dap.list_tables()
-        offset[0] = 3600 - 60  # an hour-long token, a minute before exp
+        clock.advance(3600 - 60)  # a minute before exp: the service would still take it
         dap.get_schema("canvas", "accounts")
         dap.get_schema("canvas", "users")
-    logins = [r for r in simulator.requests if r["path"] == "/ids/auth/login"]
-    assert len(logins) == 2
-    assert 401 not in statuses(simulator, "/dap/")
+    logins = [r["time"] - FakeTime.START for r in sim.requests
+              if r["path"] == "/ids/auth/login"]
+    assert logins == [0.0, 3540.0]
+    assert 401 not in statuses(sim, "/dap/")
 
 
 def test_a_full_disk_is_an_output_error_and_leaves_no_partial_output(sim, tmp_path, monkeypatch):
@@ -190,14 +243,19 @@ def test_a_full_disk_is_an_output_error_and_leaves_no_partial_output(sim, tmp_pa
 
 
 def test_pacing_keeps_job_starts_and_table_lists_within_the_limits(make_simulator):
-    sim = make_simulator(no_rate_limits=False, rate_window=1.0)
-    with connect(sim, sleep=time.sleep, pace_window=1.0) as dap:
-        started = time.monotonic()
+    clock = FakeTime()
+    sim = make_simulator(no_rate_limits=False, rate_window=1.0, clock=clock)
+    with connect(sim, fake_time=clock, pace_window=1.0) as dap:
         for _ in range(7):
             dap.list_tables()
         for table in ("accounts", "users", "courses", "enrollments", "submissions",
                       "accounts", "users"):
             dap.session.start_job(SnapshotQuery("canvas", table))
-        elapsed = time.monotonic() - started
     assert 429 not in statuses(sim, "/dap/")
-    assert elapsed >= 2.0  # the sixth call of each kind waited for the window
+
+    def times(calls):
+        return [r["time"] - FakeTime.START for r in sim.requests if calls(r["path"])]
+    # DAP takes 5 of each a window: five at once, then the sixth and seventh exactly one
+    # window after them, not sooner (the simulator would answer 429) and not later
+    assert times(lambda path: path == "/dap/query/canvas/table") == [0.0] * 5 + [1.0] * 2
+    assert times(lambda path: path.endswith("/data")) == [1.0] * 5 + [2.0] * 2
