@@ -17,6 +17,7 @@ The token and the secret never reach a log, an error message or a repr.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import threading
@@ -69,8 +70,9 @@ class Session:
         self.pacing = pacing
         self.pace_window = pace_window
         self.job_deadline = job_deadline
-        self._recent: Dict[str, Deque[float]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=16))
+        # per paced call: [time, state] of recent calls, in the order they queued up (see _pace)
+        self._recent: Dict[str, Deque[List[Any]]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=64))
         self.logins = 0
         self._token_lock = threading.RLock()
         self._pace_lock = threading.Lock()
@@ -117,40 +119,53 @@ class Session:
         return {"Authorization": "Bearer " + str(token), "Accept": "application/json"}
 
     # -- calls ------------------------------------------------------------------------------
-    def _pace(self, call: str) -> Optional[float]:
+    def _pace(self, call: str) -> Optional[List[Any]]:
         """Wait, if need be, so that this call stays within the service's per-minute limit;
-        the slot it takes (the moment it may be sent), or None when the call is not paced.
-        The slot is taken before waiting, so threads pacing at once queue up behind it."""
+        the entry it takes (``[time, state]``), or None when the call is not paced.
+
+        The entry is taken before waiting, so threads pacing at once queue up behind it:
+        ``waiting`` until its slot, ``sent`` once paced, ``answered`` (at the answer's
+        time) after. A call sent and not answered yet counts as made now: the service
+        counted it on arrival, which may come any time until the answer. So when its wait
+        is over a thread checks again against the calls queued before it, knowing by then
+        when those it waited for were answered."""
         limit = PER_MINUTE.get(call)
         if not self.pacing or limit is None:
             return None
-        with self._pace_lock:
-            recent = self._recent[call]
-            now = self.transport.monotonic()
-            delay = policy.pace_delay(now, tuple(recent), limit, self.pace_window)
-            slot = now + delay
-            recent.append(slot)
-        if delay > 0:
-            log.info("waiting %.1f s: DAP's rate limit (%d %s calls in %g s)", delay, limit,
-                     call.replace("_", " "), self.pace_window)
+        entry: Optional[List[Any]] = None
+        while True:
+            with self._pace_lock:
+                recent = self._recent[call]
+                now = self.transport.monotonic()
+                if entry is None:
+                    before = list(recent)
+                else:  # it waited until its slot (a test's sleep may not have)
+                    now = max(now, entry[0])
+                    before = list(itertools.takewhile(lambda e: e is not entry, recent))
+                times = tuple(max(t, now) if state == "sent" else t for t, state in before)
+                delay = policy.pace_delay(now, times, limit, self.pace_window)
+                if entry is None:
+                    entry = [now + delay, "waiting"]
+                    recent.append(entry)
+                    if delay > 0:
+                        log.info("waiting %.1f s: DAP's rate limit (%d %s calls in %g s)",
+                                 delay, limit, call.replace("_", " "), self.pace_window)
+                if delay <= 0:
+                    entry[0], entry[1] = now, "sent"
+                    return entry
+                entry[0] = now + delay
             self.transport.wait(call.replace("_", " "), "DAP's rate limit", delay)
-        return slot
 
     def _paced(self, call: str, send: Callable[[], Any]) -> Any:
         """``send()`` after pacing; the call counts from when its answer came (the service
         counted it on arrival, which is no later), so pacing errs on the safe side."""
-        slot = self._pace(call)
+        entry = self._pace(call)
         try:
             return send()
         finally:
-            if slot is not None:
+            if entry is not None:
                 with self._pace_lock:
-                    recent = self._recent[call]
-                    try:
-                        recent.remove(slot)
-                    except ValueError:  # pushed out of the deque by later slots
-                        pass
-                    recent.append(self.transport.monotonic())
+                    entry[0], entry[1] = self.transport.monotonic(), "answered"
 
     def _api(self, method: str, path: str, *, payload: Any = None, what: str = "",
              namespace: Optional[str] = None, table: Optional[str] = None) -> Any:
