@@ -4,17 +4,23 @@ dies, on SQLite, PostgreSQL and MariaDB.
 Faults from the simulator (in-process `Replica` over loopback, sleeps capped): a 429, 5xx, a
 download cut mid-part, a part without its gzip trailer, a corrupt part, a token refused
 before its `exp`, each during an `init` and again during the `sync` that follows.  Download
-faults are armed just before part `AT_PART` of each result is requested (`Client`'s progress
-hook), so the part that must be fed again is not the first: the parts before it are in
-staging, and only the failed part's savepoint is rolled back.  API faults are armed (every
-call answered with the fault) at the start of each operation and disarmed by the client's
-own retry sleep once they fired `API_FIRES` times.  The database then equals the simulator's
-state value by value, its checkpoint is the frontier, and the rows reported equal those of a
-clean run against a fault-free twin simulator (a part counted twice would show).
+faults are armed by the simulator itself when it is asked for object download `AT_PART` + 1
+of an operation, so the faulty part is not the first.  The client reads parts ahead and
+holds a part back until it verified (`readahead.py`): a damaged part that fits the hold is
+fetched again before the loader sees a byte of it ("held").  A part larger than the hold
+streams into the loader, which must then roll the part back to its savepoint and take it
+again; "streamed" gives the loaders no hold (the `read_ahead` options a writer may set), so
+every damaged part takes that path, with the parts before it in staging.  API faults are
+armed (every call answered with the fault) at the start of each operation and disarmed by
+the client's own retry sleep once they fired `API_FIRES` times.  The database then equals
+the simulator's state value by value, its checkpoint is the frontier, and the rows reported
+equal those of a clean run against a fault-free twin simulator (a part counted twice would
+show).
 
 SIGKILL (`bin/dap initdb` / `syncdb` as a subprocess): a mid-load kill comes while the
 process waits for object download k+1 (k seeded), which the simulator holds back until the
-kill: by construction, k whole parts sit in staging inside the open transaction.  Tail kills
+kill: by construction the load is under way (parts before k+1 downloaded, the last part not)
+and nothing is committed.  Tail kills
 come a seeded moment after the last part was served (the apply and the commit).  After every
 kill the table and its bookkeeping row are exactly as before the run or as a clean run left
 a second database; on MariaDB the row may also point at `<table>__dap_new` (the documented
@@ -32,7 +38,7 @@ import time
 import pytest
 
 from dap_core import Replica
-from dap_core.shell.client import Progress
+from dap_core.shell.database import Loader
 from fixtures.simulator import QUICK_OPTIONS
 from tests.cli.conftest import DAP
 from tests.shell.conftest import Sleeper, connect
@@ -49,9 +55,13 @@ NS, TABLE = "canvas", "submissions"
 FAULT_DATA = dict(seed=4, rows_per_part=10, changes_per_step=40)
 #: download faults hit this part (0-based) of each result
 AT_PART = 3
+#: how a loader gets its parts: held back until verified (the default for parts under 16
+#: MiB), or streamed as they arrive (a part larger than the hold)
+HOLDS = {"held": None, "streamed": {"hold_memory": 0, "hold_total": 0}}
 #: API faults fire this many times per operation (a retry budget is 8 attempts)
 API_FIRES = 3
 
+DOWNLOAD_FAULTS = ("cut_download", "truncate_part", "corrupt_part")
 #: name -> (fault kind counted by the simulator, simulator options at start)
 FAULTS = {
     "429": ("fail_429", {}),
@@ -113,15 +123,35 @@ class DisarmingSleeper(Sleeper):
         self.fault.after_sleep()
 
 
-class ArmAtPart(Progress):
-    """Arms the download fault just before part AT_PART of each result is requested."""
+class ArmAtPart:
+    """The simulator arms the download fault when it is asked for object download AT_PART
+    + 1 of an operation, before it answers: that very download is faulty.  (It wraps the
+    simulator's request recorder, which every request passes before it is served.)"""
 
-    def __init__(self, fault: Fault) -> None:
-        self.fault = fault
+    def __init__(self, sim, fault: Fault) -> None:
+        import threading
+        self.service, self.fault = sim.service, fault
+        self._record = self.service.record
+        self._lock = threading.Lock()
+        self.seen = 0
+        self.service.record = self._recording
 
-    def part(self, index: int) -> None:
-        if index == AT_PART:
-            self.fault.arm_download()
+    def reset(self) -> None:
+        with self._lock:
+            self.seen = 0
+
+    def _recording(self, method, path, headers):
+        entry = self._record(method, path, headers)
+        if path.startswith("/objects/"):
+            with self._lock:
+                self.seen += 1
+                now = self.seen == AT_PART + 1
+            if now:
+                self.fault.arm_download()
+        return entry
+
+    def close(self) -> None:
+        self.service.record = self._record
 
 
 def object_paths(requests):
@@ -148,38 +178,53 @@ def check_client_side(kind: str, requests) -> None:
         assert len([r for r in requests if r["path"] == "/ids/auth/login"]) >= 2
 
 
-@pytest.mark.parametrize("name", list(FAULTS))
+def _cases():
+    for name, (kind, _) in FAULTS.items():
+        for hold in (HOLDS if kind in DOWNLOAD_FAULTS else ["held"]):
+            yield pytest.param(name, hold, id="%s-%s" % (name, hold))
+
+
+@pytest.mark.parametrize("name, hold", list(_cases()))
 def test_faults_during_init_and_sync_leave_the_database_as_a_clean_run(
-        database, make_simulator, name):
+        database, make_simulator, monkeypatch, name, hold):
     kind, options = FAULTS[name]
+    if HOLDS[hold] is not None:
+        monkeypatch.setattr(Loader, "read_ahead", HOLDS[hold], raising=False)
     sim = make_simulator(**dict(FAULT_DATA, **options))
     twin = make_simulator(**FAULT_DATA)  # the same data, no faults: the clean run
     fault = Fault(sim, kind)
-    with connect(sim, sleeper=DisarmingSleeper(fault), progress=ArmAtPart(fault)) as dap, \
-            Replica(dap, database.url) as replica, connect(twin) as clean_dap, \
-            Replica(clean_dap, "sqlite:///:memory:") as clean:
-        for operation in ("init", "sync"):
-            if operation == "sync":
-                sim.advance(2)
-                twin.advance(2)
-            expected = clean.init(NS, TABLE) if operation == "init" else clean.sync(NS, TABLE)
-            fired = fault.count()
-            sim.clear_requests()
-            fault.arm_api()
-            got = replica.init(NS, TABLE) if operation == "init" else replica.sync(NS, TABLE)
-            assert fault.count() > fired, "%s never fired during %s" % (kind, operation)
-            check_client_side(kind, sim.requests)
-            assert got.action == expected.action == operation
-            rows = assert_replica_equals(database, sim, NS, TABLE)
-            assert got.rows == expected.rows, "rows reported differ from a clean run's"
-            if operation == "init":
-                assert got.rows == rows
-            else:
-                assert got.rows > 0
-            assert got.checkpoint == expected.checkpoint == utc_point(sim.frontier)
-            assert stored_checkpoint(database, NS, TABLE) == utc_point(sim.frontier)
-        parts = len(set(object_paths(sim.requests)))
-    assert parts > AT_PART + 1, "the incremental had too few parts for the fault to hit one"
+    armer = ArmAtPart(sim, fault) if kind in DOWNLOAD_FAULTS else None
+    try:
+        with connect(sim, sleeper=DisarmingSleeper(fault)) as dap, \
+                Replica(dap, database.url) as replica, connect(twin) as clean_dap, \
+                Replica(clean_dap, "sqlite:///:memory:") as clean:
+            for operation in ("init", "sync"):
+                if operation == "sync":
+                    sim.advance(2)
+                    twin.advance(2)
+                expected = clean.init(NS, TABLE) if operation == "init" else \
+                    clean.sync(NS, TABLE)
+                fired = fault.count()
+                sim.clear_requests()
+                if armer is not None:
+                    armer.reset()
+                fault.arm_api()
+                got = replica.init(NS, TABLE) if operation == "init" else \
+                    replica.sync(NS, TABLE)
+                assert fault.count() > fired, "%s never fired during %s" % (kind, operation)
+                check_client_side(kind, sim.requests)
+                assert got.action == expected.action == operation
+                rows = assert_replica_equals(database, sim, NS, TABLE)
+                assert got.rows == expected.rows, "rows reported differ from a clean run's"
+                if operation == "init":
+                    assert got.rows == rows
+                else:
+                    assert got.rows > 0
+                assert got.checkpoint == expected.checkpoint == utc_point(sim.frontier)
+                assert stored_checkpoint(database, NS, TABLE) == utc_point(sim.frontier)
+    finally:
+        if armer is not None:
+            armer.close()
     assert leftover_tables(database) == []
 
 
