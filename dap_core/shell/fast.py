@@ -22,7 +22,7 @@ import zlib
 from typing import Any, Callable, List, Optional
 
 __all__ = ["configure", "enabled", "available", "decompressobj", "INFLATE_ERRORS",
-           "json_lines", "lines_parser"]
+           "json_lines", "orjson_lines", "lines_parser"]
 
 
 def _import_isal() -> Any:
@@ -84,7 +84,15 @@ def json_lines(body: bytes) -> Optional[List[Any]]:
     """The value of each line of ``body`` (UTF-8, lines parted by ``\\n``) parsed alone by
     orjson, as ``json.loads`` would parse it; None when orjson is not in use, or might differ,
     or refuses a line (a blank one too): then ``json`` is the one to ask."""
-    orjson = _state["orjson"]
+    if _state["orjson"] is None:
+        return None
+    return orjson_lines(body)
+
+
+def orjson_lines(body: bytes) -> Optional[List[Any]]:
+    """``json_lines`` whenever orjson is installed, in use here or not (a worker process
+    is told by its parent whether to use it)."""
+    orjson = _ORJSON
     if orjson is None or body.translate(_DIGITS).find(_LONG_NUMBER) != -1:
         return None
     try:

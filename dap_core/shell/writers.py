@@ -20,12 +20,16 @@ Any ``OSError`` from the output (a full disk) becomes ``OutputError`` (exit 12).
 """
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import copy
 import functools
 import gc
 import io
+import logging
 import struct
+import threading
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -260,7 +264,123 @@ class ParquetWriter:
     # -- records to typed columns ------------------------------------------------------------
     def _write_part(self, spool) -> None:
         with _cyclic_gc_paused():
-            self._write_lines(spool)
+            size = spool.seek(0, io.SEEK_END)
+            spool.seek(0)
+            pool = _typing_pool() if size >= PARQUET_PARALLEL_BYTES else None
+            if pool is None:
+                self._write_lines(spool)
+            else:
+                self._write_chunks(spool, pool)
+
+    # -- a large part: typed in a worker process, written here ---------------------------------
+    def _write_chunks(self, spool, pool) -> None:
+        """The part's chunks (the very chunks ``_write_lines`` makes) are parsed and typed in
+        the worker process, ``PARQUET_CHUNKS_AHEAD`` at a time, while this process gathers
+        the typed chunks before them and writes row groups: both cores work.  The typed
+        values are the same, and so are the row groups (a chunk that straddles two is cut
+        typed, see ``_cut``) and the file."""
+        # a snapshot still deciding on meta.action: the worker types the column too, and it
+        # is dropped here if the first records lack it
+        columns = (records.columns_from_schema(*self._layout) if self._watch_action
+                   else self.columns)
+        parse = fast.orjson_lines if self._parse_lines is not None else None
+        # each entry: [chunk, its future in the worker or None, its typed values or None]
+        window: "collections.deque[List[Any]]" = collections.deque()
+        try:
+            for chunk in self._chunks(spool):
+                window.append([chunk, _submit(pool, chunk, columns, parse, self._watch_action),
+                               None])
+                if len(window) > PARQUET_CHUNKS_AHEAD:
+                    self._take(window, columns, parse)
+            while window:
+                self._take(window, columns, parse)
+        finally:
+            for _, future, _ in window:
+                if future is not None:
+                    future.cancel()
+
+    def _chunks(self, spool):
+        """``(lines, number of the first line, size)`` of each chunk of whole lines, cut as
+        ``_write_lines`` cuts them."""
+        pieces: List[bytes] = []
+        size = 0
+        begun: List[bytes] = []
+        line = first = 1
+        while True:
+            data = spool.read(PARQUET_READ_BYTES)
+            end = data.rfind(b"\n") + 1
+            if data and not end:
+                begun.append(data)
+                continue
+            if begun:
+                lines = b"".join(begun + [data[:end]])
+                begun = []
+            else:
+                lines = data[:end] if end < len(data) else data
+            if end < len(data):
+                begun.append(data[end:])
+            if lines:
+                pieces.append(lines)
+                line += lines.count(b"\n")
+                size += len(lines)
+            if size >= PARQUET_CHUNK_BYTES or (not data and pieces):
+                yield b"".join(pieces), first, size
+                pieces, size, first = [], 0, line
+            if not data:
+                break
+
+    def _take(self, window, columns, parse) -> None:
+        """The typed values of the oldest chunk, from the worker (or typed here when the
+        worker is gone), into the pending row group.  While the worker is still at it, this
+        process types the latest chunks the worker has not begun (both stay busy)."""
+        oldest = window[0]
+        while oldest[1] is not None and not oldest[1].done():
+            for entry in reversed(window):
+                if entry[1] is not None and entry[1].cancel():
+                    lines, first, _ = entry[0]
+                    entry[1] = None
+                    try:
+                        entry[2] = _type_chunk(lines, first, columns, parse,
+                                               self._watch_action, self._types)
+                    except errors.DapError as exc:  # raised in its turn, after those before
+                        entry[2] = exc
+                    break
+            else:
+                break  # nothing left to take over: wait for the worker
+        (lines, first, size), future, result = window.popleft()
+        if isinstance(result, errors.DapError):
+            raise result
+        if future is not None:
+            try:
+                result = future.result()
+            except errors.DapError:
+                raise
+            except Exception as exc:  # the worker died, or cannot be reached: carry on here
+                _typing_pool_failed(exc)
+        if result is None:
+            result = _type_chunk(lines, first, columns, parse, self._watch_action, self._types)
+        count, carried, typed = result
+        if not count:
+            return
+        if self._watch_action:
+            self._decide_action(carried)
+        if columns is not self.columns:
+            names = [c.name for c in columns]
+            typed = [typed[names.index(c.name)] for c in self.columns]
+        start = 0
+        while start < count:
+            take = min(count - start, self.batch_rows - self._pending_rows)
+            for index, column in enumerate(self.columns):
+                part = typed[index]
+                self._pending[index].add(part if take == count else
+                                         _cut(column, part, start, start + take, self._numpy))
+            self.rows += take
+            self._pending_rows += take
+            self._pending_bytes += size * take // count
+            start += take
+            if (self._pending_rows >= self.batch_rows
+                    or self._pending_bytes >= PARQUET_BATCH_BYTES):
+                self._flush()
 
     def _write_lines(self, spool) -> None:
         """Parse a part a (small) read at a time, type it a chunk at a time."""
@@ -302,7 +422,9 @@ class ParquetWriter:
         """A snapshot's file has meta.action only if its records have it: the first chunk
         decides (nothing is gathered yet); a later record that has it when the file does
         not is refused, not dropped."""
-        carried = any(type(r.get("meta")) is dict and "action" in r["meta"] for r in batch)
+        self._decide_action(_carries_action(batch))
+
+    def _decide_action(self, carried: bool) -> None:
         if not self._decided:
             self._decided = True
             if carried:
@@ -423,6 +545,145 @@ class ParquetWriter:
 
 
 _FIXED_WIDTH = ("integer", "boolean", "number", "timestamp")
+
+
+def _carries_action(batch: List[Dict[str, Any]]) -> bool:
+    return any(type(r.get("meta")) is dict and "action" in r["meta"] for r in batch)
+
+
+def _cut(column, typed: Tuple[Any, ...], start: int, stop: int, np) -> Tuple[Any, ...]:
+    """Rows ``start:stop`` of a typed chunk (``_ColumnTypes.chunk``): texts packed in one
+    string are unpacked into objects first (what ``_GatheredTexts`` takes either way)."""
+    if column.type in _FIXED_WIDTH or len(typed) == 1:
+        return tuple(array[start:stop] for array in typed)
+    packed, nulls = typed
+    if packed is None:
+        return None, nulls[start:stop]
+    objects = np.empty(len(nulls), dtype=object)
+    objects[~nulls] = packed.split(_SEPARATOR)
+    return (objects[start:stop],)
+
+
+# -- the worker process that parses and types large parts' chunks ---------------------------------
+
+#: a part of at least this many bytes of JSON is parsed and typed in a worker process
+#: (``ParquetWriter._write_chunks``); smaller ones here, with the same values
+PARQUET_PARALLEL_BYTES = 4 * 1024 * 1024
+#: chunks handed to the worker ahead of the one being gathered (this process types those
+#: the worker has not begun while it waits for the oldest)
+PARQUET_CHUNKS_AHEAD = 4
+#: worker processes (one per process, shared by the tables written at once): one is what a
+#: machine of two cores has room for beside this process
+PARQUET_WORKERS = 1
+
+_POOL_LOCK = threading.RLock()
+_POOL: Dict[str, Any] = {"pool": None, "failed": False}
+_WORKER_TYPES: List[Any] = []
+
+
+def _typing_pool():
+    """The process pool that types chunks (started at its first use), or None where none
+    can be started or it failed: then chunks are typed in this process.
+
+    Its worker is forked (POSIX): it starts at once with numpy and pandas already imported,
+    and never runs the importing program's main module again (as a spawned one would, a
+    library caller's script without a ``__main__`` guard included).  The child runs only
+    ``_type_chunk``: no logging, no I/O but its pipe, no lock another thread may hold."""
+    with _POOL_LOCK:
+        if _POOL["pool"] is None and not _POOL["failed"] and PARQUET_WORKERS > 0:
+            try:
+                import concurrent.futures
+                import multiprocessing
+                if "fork" not in multiprocessing.get_all_start_methods():
+                    raise NotImplementedError("no fork on this system")
+                _POOL["pool"] = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=PARQUET_WORKERS, mp_context=multiprocessing.get_context("fork"),
+                    initializer=_worker_start)
+                atexit.register(_stop_typing_pool)
+            except (ImportError, OSError, NotImplementedError, ValueError) as exc:
+                _typing_pool_failed(exc)
+        return _POOL["pool"]
+
+
+def _worker_start() -> None:
+    """In the worker: Ctrl-C and SIGTERM are the parent's to handle (a terminal sends them
+    to the whole process group; the parent's handlers, inherited, must not run here), and
+    the worker ends when its parent is gone, even by SIGKILL."""
+    import os
+    import signal
+    import time
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="dap-parent-watch", daemon=True).start()
+
+
+def _stop_typing_pool() -> None:
+    """At exit, before the interpreter tears its modules down (the pool's clean-up needs
+    them): the worker ends."""
+    with _POOL_LOCK:
+        pool, _POOL["pool"] = _POOL["pool"], None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+def _typing_pool_failed(exc: BaseException) -> None:
+    """No more worker processes: what is left is typed here."""
+    with _POOL_LOCK:
+        pool, _POOL["pool"] = _POOL["pool"], None
+        told, _POOL["failed"] = _POOL["failed"], True
+    if not told:
+        logging.getLogger("dap.writers").warning(
+            "Parquet: no worker process (%s); typing in this process",
+            errors.one_line(exc, 200))
+    if pool is not None:
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+        except TypeError:  # pragma: no cover - Python 3.8
+            pool.shutdown(wait=False)
+
+
+def _submit(pool, chunk: Tuple[bytes, int, int], columns, parse, watch: bool):
+    """A future of ``_type_chunk`` of ``chunk`` in the worker, or None (typed here later)."""
+    if pool is None or _POOL["failed"]:
+        return None
+    lines, first, _ = chunk
+    try:
+        return pool.submit(_type_chunk, lines, first, columns, parse, watch)
+    except Exception as exc:  # a pool broken or shut down
+        _typing_pool_failed(exc)
+        return None
+
+
+def _type_chunk(lines: bytes, first_line: int, columns, parse, watch: bool,
+                types: Optional["_ColumnTypes"] = None):
+    """``(records, any carries meta.action, [typed chunk of each column])`` of a chunk of
+    JSON Lines: what ``ParquetWriter._add`` does to a chunk, as a function of its bytes (it
+    runs in the worker process, and here when there is none)."""
+    if types is None:  # in the worker: numpy and pandas imported once
+        if not _WORKER_TYPES:
+            import numpy
+            import pandas
+            from pandas.api.types import infer_dtype
+            _WORKER_TYPES.append(_ColumnTypes(numpy, pandas, infer_dtype))
+        types = _WORKER_TYPES[0]
+    with _cyclic_gc_paused():
+        batch = records.jsonl_records(lines, first_line, parse)
+        carried = watch and _carries_action(batch)
+        values = records.records_to_columns(batch, columns)
+        count = len(batch)
+        del batch
+        typed = []
+        for index, column in enumerate(columns):
+            typed.append(types.chunk(column, values[index]))
+            values[index] = None
+    return count, carried, typed
 
 
 class _Gathered:

@@ -1,0 +1,140 @@
+"""Parquet's large parts are parsed and typed in a worker process (``writers._write_chunks``)
+while this process writes row groups: the file is byte-identical to typing everything here,
+whatever the chunks and row groups (a chunk cut by a row group's end, texts holding the
+packing separator, nulls, deletes, a snapshot without meta.action), with and without orjson;
+a line that is not a record is the same error; a worker that cannot be used leaves the work
+to this process, with the same file."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from dap_core.errors import UnexpectedAnswer
+from dap_core.shell import fast, writers
+from dap_core.shell.sinks import AtomicFile
+
+SCHEMA = {"type": "object", "properties": {
+    "key": {"type": "object", "properties": {"id": {"type": "integer"}}},
+    "value": {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "score": {"type": "number"},
+        "active": {"type": "boolean"},
+        "at": {"type": "string", "format": "date-time"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "doc": {"type": "object", "properties": {"n": {"type": "integer"}}}}},
+    "meta": {"type": "object", "properties": {
+        "ts": {"type": "string", "format": "date-time"},
+        "action": {"type": "string", "enum": ["U", "D"]}}}}}
+
+
+def part(start: int, count: int, action: bool) -> bytes:
+    out = []
+    for i in range(start, start + count):
+        meta = {"ts": "2024-07-13T09:%02d:%02d.%03dZ" % (i // 60 % 60, i % 60, i % 1000)}
+        if action:
+            meta["action"] = "D" if i % 11 == 5 else "U"
+        value = {"name": "n%d" % i if i % 13 else "with\x1fseparator %d" % i,
+                 "score": i / 8 if i % 5 else None, "active": i % 3 == 0,
+                 "at": "2024-01-%02dT00:00:00Z" % (i % 28 + 1), "tags": ["a", str(i)],
+                 "doc": {"n": i} if i % 4 else None}
+        if i % 9 == 2:
+            value.pop("name")
+        record = {"key": {"id": i}, "meta": meta}
+        if meta.get("action") != "D":
+            record["value"] = value
+        out.append(json.dumps(record, ensure_ascii=i % 2 == 0))
+    return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def write(tmp_path, name, parts, snapshot, batch_rows=37):
+    target = AtomicFile(str(tmp_path / name))
+    writer = writers.ParquetWriter(target, {"schema": SCHEMA}, "expanded",
+                                   batch_rows=batch_rows, snapshot=snapshot)
+    try:
+        for index, data in enumerate(parts):
+            writer.begin_part(index)
+            for at in range(0, len(data), 4096):
+                writer.feed(data[at:at + 4096])
+            writer.end_part()
+        writer.finish()
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return (tmp_path / name).read_bytes()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of about 3 KB (a dozen records), so that row groups of 37 rows cut them."""
+    monkeypatch.setattr(writers, "PARQUET_CHUNK_BYTES", 3000)
+    monkeypatch.setattr(writers, "PARQUET_READ_BYTES", 1000)
+    yield
+    fast.configure()
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many chunks went to the worker."""
+    sent = []
+    submit = writers._submit
+
+    def counting(pool, chunk, *args):
+        future = submit(pool, chunk, *args)
+        sent.append(future is not None)
+        return future
+
+    monkeypatch.setattr(writers, "_submit", counting)
+    return sent
+
+
+@pytest.mark.parametrize("snapshot,action", [(True, False), (False, True), (True, True)],
+                         ids=["snapshot", "incremental", "snapshot-with-action"])
+@pytest.mark.parametrize("orjson", [False, True], ids=["json", "orjson"])
+def test_a_part_typed_in_the_worker_gives_the_very_same_file(
+        tmp_path, monkeypatch, small_chunks, counted, snapshot, action, orjson):
+    if orjson and "orjson" not in fast.available():
+        pytest.skip("orjson is not installed")
+    fast.configure(orjson)
+    parts = [part(0, 300, action), part(300, 7, action), b"", part(307, 500, action)]
+    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1 << 40)
+    here = write(tmp_path, "here.parquet", parts, snapshot)
+    assert counted == []
+    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1)
+    there = write(tmp_path, "there.parquet", parts, snapshot)
+    assert any(counted), "no chunk went to the worker"
+    assert there == here
+
+
+def test_a_line_that_is_not_a_record_is_the_same_error_from_the_worker(
+        tmp_path, monkeypatch, small_chunks, counted):
+    data = part(0, 200, True).split(b"\n")
+    data[150] = b'{"key":{"id":1}},{"key":{"id":2}}'
+    parts = [b"\n".join(data)]
+    errors = []
+    for threshold in (1 << 40, 1):
+        monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", threshold)
+        with pytest.raises(UnexpectedAnswer) as caught:
+            write(tmp_path, "bad%d.parquet" % threshold, parts, snapshot=False)
+        errors.append(str(caught.value))
+    assert any(counted) and errors[0] == errors[1] and "line 151" in errors[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_worker_that_cannot_be_used_leaves_the_work_here(tmp_path, monkeypatch, small_chunks,
+                                                          counted, caplog):
+    import concurrent.futures
+    parts = [part(0, 400, True)]
+    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1 << 40)
+    here = write(tmp_path, "here.parquet", parts, snapshot=False)
+    broken = concurrent.futures.ThreadPoolExecutor(1)
+    broken.shutdown()  # submit raises from now on
+    monkeypatch.setattr(writers, "_POOL", {"pool": broken, "failed": False})
+    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1)
+    with caplog.at_level(logging.WARNING, logger="dap.writers"):
+        there = write(tmp_path, "there.parquet", parts, snapshot=False)
+    assert there == here and counted and not any(counted)
+    assert writers._POOL["failed"] and writers._POOL["pool"] is None
+    assert len([r for r in caplog.records if "no worker process" in r.getMessage()]) == 1
