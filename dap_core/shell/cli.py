@@ -74,8 +74,8 @@ Global options:
   --timeout=SECONDS       give up on an attempt that gets no answer for SECONDS
                           (a request is tried again for at most 3 x SECONDS,
                           and at least 30 s) [default: 60]
-  --concurrency=N         work on at most N tables at once (their jobs, downloads
-                          and loads overlap) [default: 4]
+  --concurrency=N         work on at most N tables at once: their jobs wait side
+                          by side, at most 4 of them download at a time [default: 8]
   --allow-insecure-http   allow plain http to a host that is not loopback
   --logfile=FILE          append the logs to FILE instead of stderr (errors and
                           summaries still go to stderr too)
@@ -116,7 +116,7 @@ Exit status: 0 ok, 1 a bug (please report it), 2 command line, 3 invalid input,
 9 snapshot required, 10 job failed, 11 service unavailable, 12 output failed,
 13 some tables failed, 14 database failed, 15 database table locked, 16 schema change
 refused, 130 interrupted, 141 stdout closed early, 143 terminated (SIGTERM).
-"""
+"""  # noqa: E501 (an example command line in the usage text is longer)
 from __future__ import annotations
 
 import json
@@ -968,6 +968,13 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
             return exc.exit_status
         return 0
 
+    # bin/dap bypasses setup.py's pins: a missing or too old urllib3 or docopt is one line
+    from .dependencies import problem as dependency_problem
+    missing = dependency_problem()
+    if missing is not None:
+        console.error(missing)
+        return errors.InvalidInput.exit_status
+
     from .pipeline import TableFilter
     handler = _Handler(err)
     handler.setFormatter(_Formatter(secrets))
@@ -1016,8 +1023,9 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         _silence_stdout(out)
         return EXIT_BROKEN_PIPE
     except ImportError as exc:
-        if exc.name in _REQUIRED:
-            console.error(_missing_package_line(exc.name))
+        from .dependencies import REQUIRED, missing_line
+        if exc.name in REQUIRED:
+            console.error(missing_line(exc.name))
             return errors.InvalidInput.exit_status
         return _bug(exc, debug, console)
     except Exception as exc:  # a bug: one line, the traceback only at debug
@@ -1064,25 +1072,6 @@ def _restore_sigterm(previous: Any) -> None:
     if previous is not None:
         import signal
         signal.signal(signal.SIGTERM, previous)
-
-
-#: packages dap cannot run without -> what to install
-_REQUIRED = {"urllib3": "'urllib3>=2'", "docopt": "docopt-ng"}
-
-
-def _missing_package_line(module: str) -> str:
-    """What to run when a required package is missing: `make install` in a checkout (bin/dap
-    then runs with its .venv), or pip for this very interpreter."""
-    python = sys.executable or "python3"
-    pip = "%s -m pip install %s" % (python, " ".join(_REQUIRED.values()))
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if os.path.isfile(os.path.join(root, "Makefile")) and os.path.isdir(os.path.join(root,
-                                                                                    "bin")):
-        how = "run make install in %s (bin/dap then uses its .venv), or %s" % (root, pip)
-    else:
-        how = pip
-    return "dap needs the Python package %s, which %s lacks: %s" % (
-        _REQUIRED[module].strip("'").split(">")[0], python, how)
 
 
 def _bug(exc: BaseException, debug: bool, console: "Console") -> int:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Dict, Iterator, Optional, Tuple
@@ -132,6 +133,8 @@ class Client:
         self._session = Session(self._transport, self.base_url, credentials, pacing=pacing,
                                 pace_window=pace_window, job_deadline=job_deadline)
         self.progress = progress or Progress()
+        # tables in other threads download at most this many at once (memory stays flat)
+        self._download_slots = threading.BoundedSemaphore(pipeline.DOWNLOADS_AT_ONCE)
         self._transport.progress = self.progress
 
     def __repr__(self) -> str:
@@ -334,6 +337,10 @@ class Client:
         verified ahead in a background thread while the writer works (``readahead.py``).
         A writer may tune it with a ``read_ahead`` dict of ``ReadAhead``'s options (how much
         of a part to hold back until it verified, in memory and in all)."""
+        with self._download_slots:
+            self._transfer_parts(job, writer, label)
+
+    def _transfer_parts(self, job, writer, label: str) -> None:
         objects = tuple(job.objects)
         urls = self._urls(objects)
         progress = self.progress

@@ -44,9 +44,12 @@ class TableFilter(logging.Filter):
             record.table = getattr(_context, "table", None)
         return True
 
-#: tables worked on at once by default: DAP starts 5 jobs a minute, so more workers mostly
-#: wait; 4 keep downloads overlapping with other tables' jobs on a small machine
-DEFAULT_CONCURRENCY = 4
+#: tables in flight at once by default: each waits for its job (DAP starts 5 a minute and a
+#: job takes seconds to many minutes), so several pending jobs keep the start rate busy
+DEFAULT_CONCURRENCY = 8
+#: of those, at most this many download and write at once (Client's download slots): what a
+#: download holds in memory is bounded per table, so memory stays flat however many wait
+DOWNLOADS_AT_ONCE = 4
 
 T = TypeVar("T")
 
