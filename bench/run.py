@@ -5,8 +5,11 @@ fetch the very same job (the service deduplicates identical queries), so they do
 same bytes. The reference (bench/reference.py) is a bare urllib3 + zlib loop that writes one
 file; dap is `bin/dap snapshot` with everything it does on top (merging, counting, atomic
 files, the metadata sidecar). Reported per format: median wall time, rows/s, peak RSS (from
-the kernel's accounting of each child), and dap's ratio to the reference. Also the start-up
-time of `bin/dap --help` beside a bare interpreter start.
+the kernel's accounting of each child), and dap's ratio to the reference. dap runs twice in
+each round, with the extra `fast` (orjson, isal: as installed) and without it
+(`DAP_NO_FAST=1`), side by side, and the two outputs are compared byte for byte; dap's peak
+RSS is also given for its whole process tree (Parquet's worker process included), sampled
+every 20 ms. Also the start-up time of `bin/dap --help` beside a bare interpreter start.
 
     python -m bench.run [--rows N] [--rows-per-part N] [--repeat N] [--formats jsonl,csv,...]
                         [--databases sqlite,postgresql,mysql]
@@ -33,18 +36,24 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CLIENT_ID, SECRET = "us-east-1#demo", "demo-secret"
-GOALS = {"wall_ratio": 1.5, "rss_mib": 100.0, "help_ms": 100.0}
+GOALS = {"wall_ratio_fast": 1.0, "wall_ratio": 1.3, "parquet_ratio": 4.0, "rss_mib": 100.0,
+         "help_ms": 100.0}
+#: dap with the extra fast (as installed) and without it (the standard library's zlib, json)
+VARIANTS = (("fast", {}), ("std", {"DAP_NO_FAST": "1"}))
 WIRE = {"jsonl": "jsonl", "json": "jsonl", "parquet": "jsonl", "csv": "csv", "tsv": "tsv"}
 
 
-def measure_rss(argv, env=None):
-    """Run a child to completion: (wall seconds, its peak RSS in MiB, its stdout).
+def measure_rss(argv, env=None, on_start=None):
+    """Run a child to completion: (wall seconds, its peak RSS in MiB, its stdout);
+    ``on_start(pid)`` is called once it runs.
 
     The RSS is the child's own, from wait4 (Linux reports KiB); a failure stops the bench.
     """
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
+        if on_start is not None:
+            on_start(child.pid)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         child.returncode = status  # reaped here; keeps Popen from waiting again
@@ -54,6 +63,47 @@ def measure_rss(argv, env=None):
                              f"{err.read().decode(errors='replace')}")
         out.seek(0)
         return wall, usage.ru_maxrss / 1024.0, out.read()
+
+
+def _tree_rss_kib(pid):
+    """The resident memory of ``pid`` and its descendants now, KiB (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def measure_tree(argv, env=None):
+    """``measure_rss`` and the peak RSS of the child's whole process tree (MiB, sampled
+    every 20 ms): (wall seconds, own peak RSS, tree peak RSS, stdout)."""
+    import threading
+    peak, done = [0], threading.Event()
+    pids = []
+
+    def sample():
+        while not done.wait(0.02):
+            if pids:
+                peak[0] = max(peak[0], _tree_rss_kib(pids[0]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        wall, rss, out = measure_rss(argv, env, on_start=pids.append)
+    finally:
+        done.set()
+        sampler.join()
+    return wall, rss, max(rss, peak[0] / 1024.0), out
 
 
 def start_simulator(rows, rows_per_part):
@@ -73,34 +123,68 @@ def bench_format(fmt, base_url, repeat, workdir):
     env = dict(os.environ, DAP_API_URL=base_url, DAP_CLIENT_ID=CLIENT_ID,
                DAP_CLIENT_SECRET=SECRET)
     env.pop("DAP_API_KEY", None)
+    env.pop("DAP_NO_FAST", None)
     ref_out = workdir / f"reference.{WIRE[fmt]}"
     reference = [sys.executable, "-m", "bench.reference", base_url, CLIENT_ID, SECRET,
                  "canvas", "submissions", WIRE[fmt], str(ref_out)]
-    dap_dir = workdir / "dap"
-    dap = [sys.executable, "bin/dap", "snapshot", "--table", "submissions", "--format", fmt,
-           "--output-directory", str(dap_dir)]
+
+    def dap(directory):
+        return [sys.executable, "bin/dap", "snapshot", "--table", "submissions", "--format",
+                fmt, "--output-directory", str(directory)]
 
     measure_rss(reference)  # warm-up: the job is created and its parts made once, untimed
-    ref_runs, dap_runs, rows = [], [], None
-    for _ in range(repeat):
+    ref_runs, runs, rows = [], {name: [] for name, _ in VARIANTS}, None
+    for _ in range(repeat):  # each round: the reference, then dap with and without fast
         ref_runs.append(measure_rss(reference)[:2])
-        shutil.rmtree(dap_dir, ignore_errors=True)
-        wall, rss, out = measure_rss(dap, env)
-        dap_runs.append((wall, rss))
-        rows = json.loads(out.decode().splitlines()[0])["rows"]
+        for name, extra in VARIANTS:
+            directory = workdir / f"dap-{name}"
+            shutil.rmtree(directory, ignore_errors=True)
+            wall, rss, tree, out = measure_tree(dap(directory), dict(env, **extra))
+            runs[name].append((wall, rss, tree))
+            rows = json.loads(out.decode().splitlines()[0])["rows"]
+    # digests, not bytes: a bench process grown by a large output would pass its peak RSS
+    # on to every child it starts after (Linux keeps the high-water mark across fork+exec)
+    outputs = {name: {p.name: _digest(p) for p in (workdir / f"dap-{name}").iterdir()
+                      if not p.name.endswith(".meta.json")} for name, _ in VARIANTS}
     ref_wall = statistics.median(w for w, _ in ref_runs)
-    dap_wall = statistics.median(w for w, _ in dap_runs)
-    return {
-        "format": fmt,
-        "rows": rows,
-        "reference_wall_s": round(ref_wall, 3),
-        "dap_wall_s": round(dap_wall, 3),
-        "wall_ratio": round(dap_wall / ref_wall, 2),
-        "dap_rows_per_s": round(rows / dap_wall),
-        "reference_rss_mib": round(max(r for _, r in ref_runs), 1),
-        "dap_rss_mib": round(max(r for _, r in dap_runs), 1),
-        "output_bytes": sum(p.stat().st_size for p in dap_dir.iterdir() if not p.name.endswith(".meta.json")),
-    }
+    result = {"format": fmt, "rows": rows, "reference_wall_s": round(ref_wall, 3),
+              "reference_rss_mib": round(max(r for _, r in ref_runs), 1),
+              "identical": len({tuple(sorted(o.items())) for o in outputs.values()}) == 1,
+              "output_bytes": sum(p.stat().st_size for p in (workdir / "dap-fast").iterdir()
+                                  if not p.name.endswith(".meta.json"))}
+    for name, _ in VARIANTS:
+        wall = statistics.median(w for w, _, _ in runs[name])
+        result.update({f"{name}_wall_s": round(wall, 3),
+                       f"{name}_ratio": round(wall / ref_wall, 2),
+                       f"{name}_rows_per_s": round(rows / wall),
+                       f"{name}_rss_mib": round(max(r for _, r, _ in runs[name]), 1),
+                       f"{name}_tree_rss_mib": round(max(t for _, _, t in runs[name]), 1)})
+    return result
+
+
+def _digest(path):
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fast_extras():
+    """The accelerators of the extra fast that dap's interpreter has installed."""
+    out = subprocess.run([sys.executable, "-c", "from dap_core.shell import fast; "
+                          "print(','.join(fast.available()))"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    return [name for name in out.split(",") if name]
+
+
+def _load():
+    """The machine's load average over the last minute (others' work shares its cores)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - no load average here
+        return None
 
 
 def bench_help(repeat=15):
@@ -111,19 +195,30 @@ def bench_help(repeat=15):
 
 
 def render(report):
+    extras = ", ".join(report.get("fast") or []) or "none installed"
     lines = [f"# dap benchmark: snapshot of {report['rows']:,} submissions, "
              f"median of {report['repeat']} runs",
              "",
-             "| format | reference s | dap s | ratio (goal <= 1.5 for jsonl/csv/tsv) | dap rows/s "
-             "| reference RSS MiB | dap RSS MiB (goal < 100) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"fast: dap with the extra `fast` ({extras}); std: `DAP_NO_FAST=1` (zlib, json). "
+             "Goals: jsonl/csv/tsv <= 1.0x with fast, <= 1.3x without; parquet <= 4x; "
+             "RSS < 100 MiB.",
+             "",
+             "| format | reference s | dap fast s | ratio fast | dap std s | ratio std "
+             "| rows/s fast | RSS MiB reference | RSS MiB fast (tree) | RSS MiB std (tree) "
+             "| same bytes |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in report["formats"]:
-        lines.append(f"| {r['format']} | {r['reference_wall_s']} | {r['dap_wall_s']} | "
-                     f"{r['wall_ratio']} | {r['dap_rows_per_s']:,} | {r['reference_rss_mib']} | "
-                     f"{r['dap_rss_mib']} |")
+        lines.append(f"| {r['format']} | {r['reference_wall_s']} | {r['fast_wall_s']} | "
+                     f"{r['fast_ratio']} | {r['std_wall_s']} | {r['std_ratio']} | "
+                     f"{r['fast_rows_per_s']:,} | {r['reference_rss_mib']} | "
+                     f"{r['fast_rss_mib']} ({r['fast_tree_rss_mib']}) | "
+                     f"{r['std_rss_mib']} ({r['std_tree_rss_mib']}) | "
+                     f"{'yes' if r['identical'] else 'NO'} |")
     h = report["help"]
     lines += ["", f"`bin/dap --help`: {h['dap_help_ms']} ms (goal < 100 ms); "
                   f"a bare `python -c pass`: {h['interpreter_ms']} ms"]
+    if report.get("load"):
+        lines += ["", "load average before / after: %s / %s" % tuple(report["load"])]
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +234,7 @@ def main(argv=None):
                         help="then bench/pipeline.py, in full or quick ('' for none)")
     args = parser.parse_args(argv)
 
+    load_before = _load()
     sim, base_url = start_simulator(args.rows, args.rows_per_part)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="dap-bench-"))
     try:
@@ -150,7 +246,8 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
     report = {"rows": args.rows, "rows_per_part": args.rows_per_part, "repeat": args.repeat,
               "python": sys.version.split()[0], "cpus": os.cpu_count(),
-              "formats": formats, "help": bench_help(), "goals": GOALS}
+              "formats": formats, "help": bench_help(), "goals": GOALS,
+              "fast": fast_extras(), "load": [load_before, _load()]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     text = render(report)

@@ -36,7 +36,7 @@ log = logging.getLogger("dap.download")
 CHUNK_SIZE = 256 * 1024
 #: at most this many decompressed bytes per zlib call (a highly compressed part cannot
 #: blow up memory)
-MAX_OUTPUT = 4 * 1024 * 1024
+MAX_OUTPUT = 1024 * 1024
 #: how many times one part may be downloaded from its first byte before it counts as corrupt
 MAX_DOWNLOADS = 5
 

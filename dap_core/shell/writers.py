@@ -661,6 +661,21 @@ def _submit(pool, chunk: Tuple[bytes, int, int], columns, parse, watch: bool):
         return None
 
 
+def _jsonl_in_reads(lines: bytes, first_line: int, parse) -> List[Dict[str, Any]]:
+    """``records.jsonl_records`` of a chunk, parsed ``PARQUET_READ_BYTES`` of whole lines at
+    a time as ``_write_lines`` parses them (the same records; no large temporary texts to
+    fragment the heap of a process that keeps a row group meanwhile)."""
+    batch: List[Dict[str, Any]] = []
+    start, line, size = 0, first_line, len(lines)
+    while start < size:
+        end = lines.find(b"\n", start + PARQUET_READ_BYTES - 1) + 1 or size
+        block = lines[start:end]
+        batch += records.jsonl_records(block, line, parse)
+        line += block.count(b"\n")
+        start = end
+    return batch
+
+
 def _type_chunk(lines: bytes, first_line: int, columns, parse, watch: bool,
                 types: Optional["_ColumnTypes"] = None):
     """``(records, any carries meta.action, [typed chunk of each column])`` of a chunk of
@@ -674,7 +689,7 @@ def _type_chunk(lines: bytes, first_line: int, columns, parse, watch: bool,
             _WORKER_TYPES.append(_ColumnTypes(numpy, pandas, infer_dtype))
         types = _WORKER_TYPES[0]
     with _cyclic_gc_paused():
-        batch = records.jsonl_records(lines, first_line, parse)
+        batch = _jsonl_in_reads(lines, first_line, parse)
         carried = watch and _carries_action(batch)
         values = records.records_to_columns(batch, columns)
         count = len(batch)
