@@ -159,6 +159,13 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def _name_resolution_error(ux: Any) -> Tuple[type, ...]:
+    """urllib3 2's NameResolutionError (urllib3 1.26 has none: its failed lookups are a
+    NewConnectionError caused by socket.gaierror, which the callers test too)."""
+    kind = getattr(ux, "NameResolutionError", None)
+    return (kind,) if kind is not None else ()
+
+
 def network_failure(exc: BaseException) -> str:
     """What kind of "no answer" ``exc`` is, for the core (``policy.FAILURES``):
     ``unresolved`` (the name does not exist; a temporary resolver failure is ``other``),
@@ -168,7 +175,7 @@ def network_failure(exc: BaseException) -> str:
     from urllib3 import exceptions as ux
     exc = _unwrap(exc)
     cause = _cause(exc)
-    if isinstance(exc, ux.NameResolutionError) or isinstance(cause, socket.gaierror):
+    if isinstance(exc, _name_resolution_error(ux)) or isinstance(cause, socket.gaierror):
         gone = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL")
                 if hasattr(socket, name)}
         code = getattr(cause, "errno", None)
@@ -204,7 +211,7 @@ def describe_network_error(exc: BaseException, url: Optional[str] = None,
         kind = network_failure(exc)
         if kind == "unresolved":
             return "could not resolve %s" % (host or "the host name")
-        if isinstance(exc, ux.NameResolutionError):
+        if isinstance(exc, _name_resolution_error(ux)):
             return "could not resolve %s (%s)" % (host or "the host name",
                                                   strerror or "the resolver failed")
         if kind == "refused":
@@ -333,19 +340,22 @@ class Transport:
         sent.update(headers or {})
         resp = self.pool.urlopen(method, url, body=body, headers=sent,
                                  retries=False, redirect=False, preload_content=True,
-                                 decode_content=True, timeout=self.timeout)
+                                 decode_content=True, timeout=self.timeout,
+                                 enforce_content_length=True)
         return Reply(resp.status, resp.headers, resp.data or b"")
 
     def open_stream(self, url: str, *, headers: Optional[Mapping[str, str]] = None):
         """GET a download as a stream (``preload_content=False``) of the raw bytes on the wire
         (``decode_content=False``: a part is gzip; urllib3 must not unzip it for us).
-        The caller releases it.  Never sends credentials: only the headers given here."""
+        A body cut short of its Content-Length raises (``enforce_content_length=True``,
+        urllib3 1.26's default is False: a cut connection would read as the end of the
+        body).  The caller releases it.  Never sends credentials: only the headers given here."""
         sent = {"User-Agent": _user_agent()}
         sent.update(headers or {})
         return self.pool.urlopen("GET", url, headers=sent,
                                  retries=self.download_retries, redirect=True,
                                  preload_content=False, decode_content=False,
-                                 timeout=self.timeout)
+                                 timeout=self.timeout, enforce_content_length=True)
 
     # -- the policy loop ----------------------------------------------------------------------
     def answer_for(self, call: str, status: Optional[int], headers: Optional[Mapping[str, str]],
@@ -411,8 +421,8 @@ class Transport:
             attempt += 1
             t0 = self.monotonic()
             try:
-                reply: Optional[Reply] = self.send(method, url, headers=headers() if headers else None,
-                                                   body=body)
+                reply: Optional[Reply] = self.send(
+                    method, url, headers=headers() if headers else None, body=body)
                 exc = None
             except self.network_errors as e:
                 reply, exc = None, e
