@@ -115,7 +115,8 @@ class StateConflict(InvalidInput):
 
 
 class StateCorrupt(InvalidInput):
-    default_hint = "repair the state file or move it aside (the next run then needs --since or a snapshot)"
+    default_hint = ("repair the state file or move it aside (the next run then needs --since or "
+                    "a snapshot)")
 
 
 # -- service errors -------------------------------------------------------------------------
@@ -163,7 +164,8 @@ class OutOfRange(ServiceError):
 
 class SnapshotRequired(ServiceError):
     exit_status = 9
-    default_hint = "take a new snapshot (dap snapshot --table TABLE), then chain incrementals from its `at`"
+    default_hint = ("take a new snapshot (dap snapshot --table TABLE), then chain incrementals "
+                    "from its `at`")
 
 
 class JobFailed(ServiceError):
@@ -177,7 +179,8 @@ class ServiceUnavailable(ServiceError):
 
 
 class RateLimited(ServiceUnavailable):
-    default_hint = "wait a minute and try again; queries and table lists are limited to 5 per minute"
+    default_hint = ("wait a minute and try again; queries and table lists are limited to 5 per "
+                    "minute")
 
 
 class UnexpectedAnswer(ServiceUnavailable):

@@ -88,7 +88,8 @@ def to_utc(value: datetime, text: Union[str, None] = None) -> datetime:
     try:
         return value.astimezone(timezone.utc)
     except OverflowError:
-        raise _refuse(text or value.isoformat(), "lies outside the years 1 to 9999 in UTC") from None
+        raise _refuse(text or value.isoformat(),
+                      "lies outside the years 1 to 9999 in UTC") from None
 
 
 def _fraction(dt: datetime) -> str:
@@ -96,7 +97,8 @@ def _fraction(dt: datetime) -> str:
 
 
 def format_timestamp(dt: datetime) -> str:
-    """`2024-07-13T09:30:00Z`; with `.ffffff` (trailing zeros trimmed) when there are microseconds."""
+    """`2024-07-13T09:30:00Z`; with `.ffffff` (trailing zeros trimmed) when there are
+    microseconds."""
     utc = to_utc(dt)
     # by hand, not strftime: %Y does not pad years before 1000 on every platform
     return "%04d-%02d-%02dT%02d:%02d:%02d%sZ" % (

@@ -48,7 +48,8 @@ def remove_stale_temporaries(final_path: str, now: Optional[float] = None,
     directory, name = os.path.split(os.path.abspath(final_path))
     now = time.time() if now is None else now
     removed = []
-    for path in glob.glob(os.path.join(glob.escape(directory), "." + glob.escape(name) + ".*.part")):
+    pattern = os.path.join(glob.escape(directory), "." + glob.escape(name) + ".*.part")
+    for path in glob.glob(pattern):
         try:
             if now - os.stat(path).st_mtime >= older_than:
                 os.unlink(path)

@@ -7,7 +7,6 @@ import io
 import json
 import os
 
-import pytest
 
 from .conftest import assert_one_line_error, dap_env, run_dap
 
@@ -54,7 +53,7 @@ def test_a_state_file_chains_snapshot_and_incrementals_to_the_current_state(sim,
     assert done.status == 0, done
     saved = json.loads(state_path.read_text())
     assert set(saved["checkpoints"]) == {"canvas.users", "canvas.courses"}
-    states = {l["table"]: apply({}, l["file"]) for l in done.json_lines}
+    states = {r["table"]: apply({}, r["file"]) for r in done.json_lines}
     for _ in range(2):
         sim.advance(3)
         done = run_dap("incremental", "--table", "users,courses", "--state", state_path,
@@ -111,13 +110,13 @@ def test_one_failing_table_loses_none_of_the_others(make_simulator, tmp_path):
     done = run_dap("snapshot", "--table", "accounts,users,courses", "--format", "csv",
                    "--state", state_path, "--output-directory", out, sim=sim)
     assert done.status == 13, done
-    assert sorted(l["table"] for l in done.json_lines) == ["accounts", "courses"]
+    assert sorted(r["table"] for r in done.json_lines) == ["accounts", "courses"]
     assert sorted(os.listdir(out)) == sorted(
-        n for l in done.json_lines for n in (os.path.basename(l["file"]),
-                                             os.path.basename(l["meta_file"])))
+        n for r in done.json_lines for n in (os.path.basename(r["file"]),
+                                             os.path.basename(r["meta_file"])))
     checkpoints = json.loads(state_path.read_text())["checkpoints"]
     assert set(checkpoints) == {"canvas.accounts", "canvas.courses"}
-    assert any("canvas.users" in l and "uuid" in l for l in done.err_lines)
+    assert any("canvas.users" in line and "uuid" in line for line in done.err_lines)
     assert done.err_lines[-1] == "dap: 3 tables: 2 done, 1 failed (users: exit 10)"
     assert "Traceback" not in done.err
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import DAP, ROOT, assert_one_line_error, dap_env, run_dap
+from .conftest import ROOT, assert_one_line_error, dap_env, run_dap
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 COMMANDS = ("list", "schema", "snapshot", "incremental")
@@ -145,11 +145,11 @@ def test_a_comma_list_and_all_give_one_output_per_table(sim, tmp_path):
     done = run_dap("snapshot", "--table", "accounts,courses", "--format", "csv",
                    "--output-directory", tmp_path / "two", sim=sim)
     # one line per table, in the order the tables completed (they run concurrently)
-    assert done.status == 0 and sorted(l["table"] for l in done.json_lines) == ["accounts",
+    assert done.status == 0 and sorted(r["table"] for r in done.json_lines) == ["accounts",
                                                                               "courses"]
     done = run_dap("snapshot", "--table", "all", "--output-directory", tmp_path / "all", sim=sim)
     assert done.status == 0, done
-    assert sorted(l["table"] for l in done.json_lines) == ["accounts", "courses", "enrollments",
+    assert sorted(r["table"] for r in done.json_lines) == ["accounts", "courses", "enrollments",
                                                            "submissions", "users"]
     assert len(os.listdir(tmp_path / "all")) == 10
     assert done.err_lines[-1] == "dap: 5 tables: 5 done, 0 failed"

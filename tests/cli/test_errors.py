@@ -43,7 +43,8 @@ def test_a_bad_table_name_is_refused_before_any_request(simulator):
 @pytest.mark.parametrize("env_extra,words", [
     ({}, ["no credentials", "DAP_CLIENT_ID", "DAP_API_KEY"]),
     ({"DAP_API_KEY": "not base64!"}, ["API key", "base64"]),
-    ({"DAP_API_KEY": base64.b64encode(b"no-colon-here").decode()}, ["API key", "region#client-id:secret"]),
+    ({"DAP_API_KEY": base64.b64encode(b"no-colon-here").decode()},
+     ["API key", "region#client-id:secret"]),
     ({"DAP_CLIENT_ID": "us-east-1#x"}, ["client secret"]),
 ], ids=["none", "not-base64", "wrong-pattern", "half"])
 def test_missing_or_malformed_credentials_are_refused_before_any_request(simulator, env_extra,
@@ -151,9 +152,11 @@ def test_unknown_table_or_namespace_exit_6_with_the_services_uuid(simulator, tmp
 
 def test_since_outside_the_data_exits_9_or_8(make_simulator, tmp_path):
     sim = make_simulator(retention_days=1)
-    assert_one_line_error(run_dap("incremental", "--table", "users", "--since", "2020-01-01T00:00:00Z",
+    assert_one_line_error(run_dap("incremental", "--table", "users",
+                                  "--since", "2020-01-01T00:00:00Z",
                                   "--output-directory", tmp_path, sim=sim), 9, "snapshot")
-    assert_one_line_error(run_dap("incremental", "--table", "users", "--since", "2999-01-01T00:00:00Z",
+    assert_one_line_error(run_dap("incremental", "--table", "users",
+                                  "--since", "2999-01-01T00:00:00Z",
                                   "--output-directory", tmp_path, sim=sim), 8)
 
 
@@ -169,7 +172,8 @@ def test_parquet_without_fastparquet_names_the_extra_to_install(simulator, tmp_p
     (blocker / "fastparquet").mkdir(parents=True)
     (blocker / "fastparquet" / "__init__.py").write_text(
         "raise ImportError('No module named fastparquet', name='fastparquet')\n")
-    env = dap_env(simulator, PYTHONPATH=str(blocker) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dap_env(simulator,
+                  PYTHONPATH=str(blocker) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = run_dap("snapshot", "--table", "users", "--format", "parquet", "--output-directory",
                    tmp_path / "out", env=env)
     assert_one_line_error(done, 3, "fastparquet", "pip install 'dap-cd2[parquet]'")

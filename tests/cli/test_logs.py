@@ -32,7 +32,7 @@ def test_plain_logs_of_several_tables_say_their_table(sim, tmp_path):
     done = run_dap("--loglevel", "info", "snapshot", "--table", "accounts,users",
                    "--output-directory", tmp_path, sim=sim)
     assert done.status == 0, done
-    logged = [l for l in done.err_lines if l.startswith("dap: info: ")]
+    logged = [line for line in done.err_lines if line.startswith("dap: info: ")]
     assert logged
     for line in logged:
         assert line[len("dap: info: "):].startswith(("canvas.accounts: ", "canvas.users: ")), line
@@ -44,8 +44,8 @@ def test_a_failing_table_is_in_the_log_file_too(make_simulator, tmp_path):
     done = run_dap("--logformat", "json", "--logfile", logfile, "snapshot", "--table",
                    "accounts,users", "--output-directory", tmp_path / "out", sim=sim)
     assert done.status == 13, done
-    errors = [json.loads(l) for l in logfile.read_text().splitlines()
-              if json.loads(l)["level"] == "error"]
+    errors = [json.loads(line) for line in logfile.read_text().splitlines()
+              if json.loads(line)["level"] == "error"]
     assert [e["table"] for e in errors] == ["canvas.users"]
 
 

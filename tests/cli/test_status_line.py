@@ -49,9 +49,9 @@ def test_a_pending_job_and_the_download_are_shown_with_elapsed_time_and_rate(mak
                                    str(tmp_path)], dap_env(sim))
     assert status == 0, err
     lines = drawn(err)
-    assert any(re.match(r"canvas\.users: job waiting, \d+ s \(job \S+\)$", l) for l in lines), lines
-    downloads = [l for l in lines if re.match(
-        r"canvas\.users: part \d+/\d+, [\d,]+ rows, \d+\.\d MiB gzip at \d+\.\d MiB/s, \d+ s$", l)]
+    assert any(re.match(r"canvas\.users: job waiting, \d+ s \(job \S+\)$", s) for s in lines), lines
+    downloads = [s for s in lines if re.match(
+        r"canvas\.users: part \d+/\d+, [\d,]+ rows, \d+\.\d MiB gzip at \d+\.\d MiB/s, \d+ s$", s)]
     assert downloads, lines
 
 
@@ -61,7 +61,7 @@ def test_the_status_line_fits_the_terminal(make_simulator, tmp_path):
                                    str(tmp_path)], dap_env(sim), columns=40)
     assert status == 0, err
     lines = drawn(err)
-    assert lines and all(len(l) <= 39 for l in lines), [l for l in lines if len(l) > 39]
+    assert lines and all(len(s) <= 39 for s in lines), [s for s in lines if len(s) > 39]
 
 
 def test_off_a_terminal_a_pending_job_is_an_info_log_line_and_silent_by_default(make_simulator,
@@ -72,5 +72,5 @@ def test_off_a_terminal_a_pending_job_is_an_info_log_line_and_silent_by_default(
     told = run_dap("--loglevel", "info", "snapshot", "--table", "accounts",  # a new job
                    "--output-directory", tmp_path, sim=sim)
     assert told.status == 0
-    assert any(re.search(r"dap: info: canvas\.accounts: snapshot job \S+ is waiting", l)
-               for l in told.err_lines), told.err
+    assert any(re.search(r"dap: info: canvas\.accounts: snapshot job \S+ is waiting", line)
+               for line in told.err_lines), told.err

@@ -3,7 +3,6 @@ the run quietly (and moves no checkpoint), progress is drawn only on a terminal,
 interrupt leaves nothing half-written."""
 from __future__ import annotations
 
-import json
 import os
 import pty
 import signal

@@ -75,7 +75,8 @@ def test_the_checkpoint_never_moves_backwards(offset):
         with pytest.raises(ChainError, match="only moves forward"):
             advance(state, "canvas", "accounts", snapshot(at))
     else:
-        assert advance(state, "canvas", "accounts", snapshot(at)).get("canvas", "accounts").next_since == at
+        advanced = advance(state, "canvas", "accounts", snapshot(at))
+        assert advanced.get("canvas", "accounts").next_since == at
 
 
 def test_advance_leaves_the_old_state_and_other_tables_alone():

@@ -1,4 +1,5 @@
-"""Credentials: API keys, the Basic header, JWT payloads, expiry, and keeping secrets out of logs."""
+"""Credentials: API keys, the Basic header, JWT payloads, expiry, and keeping secrets out of
+logs."""
 import base64
 import json
 from datetime import datetime, timezone
@@ -22,7 +23,8 @@ secret_text = st.text(st.characters(blacklist_categories=("Z", "C")), min_size=1
 
 
 def _jwt(payload):
-    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    def encode(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     return ".".join([encode(b'{"alg":"RS256"}'), encode(json.dumps(payload).encode()), "sig"])
 
 
@@ -34,7 +36,8 @@ def test_api_key_decodes_to_region_client_id_and_secret():
 
 
 def test_an_api_key_pasted_with_line_breaks_is_the_same_key():
-    assert credentials_from_api_key(KEY[:10] + "\n  " + KEY[10:] + "\n") == credentials_from_api_key(KEY)
+    wrapped = KEY[:10] + "\n  " + KEY[10:] + "\n"
+    assert credentials_from_api_key(wrapped) == credentials_from_api_key(KEY)
 
 
 def test_api_key_is_sent_unchanged_as_basic_credentials():
@@ -43,14 +46,16 @@ def test_api_key_is_sent_unchanged_as_basic_credentials():
 
 def test_client_id_and_secret_make_base64_basic_header():
     credentials = Credentials("us-east-1#abc", "xyz")
-    assert basic_authorization(credentials) == "Basic " + base64.b64encode(b"us-east-1#abc:xyz").decode()
+    expected = "Basic " + base64.b64encode(b"us-east-1#abc:xyz").decode()
+    assert basic_authorization(credentials) == expected
 
 
 def test_a_client_id_without_region_has_none():
     assert Credentials("abc", "xyz").region is None
 
 
-@pytest.mark.parametrize("key", ["not base64!", "YWJj=", base64.b64encode(b"no-colon-here").decode(),
+@pytest.mark.parametrize("key", ["not base64!", "YWJj=",
+                                 base64.b64encode(b"no-colon-here").decode(),
                                  base64.b64encode(b"\xff\xfe:x").decode(),
                                  base64.b64encode(b"a#b:").decode()])
 def test_a_bad_api_key_is_refused_without_echoing_it(key):

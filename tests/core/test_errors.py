@@ -3,7 +3,7 @@ import inspect
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from dap_core import errors
 from dap_core.errors import (

@@ -1,4 +1,5 @@
-"""Output names and metadata: readable, sortable, and never steered by the server outside the output."""
+"""Output names and metadata: readable, sortable, and never steered by the server outside the
+output."""
 import json
 from datetime import datetime, timezone
 
@@ -19,7 +20,8 @@ INC = CompleteIncremental("job-2", None, ("o",), 3, datetime(2024, 7, 13, 9, 30,
 
 
 def test_output_names_follow_the_architecture():
-    assert output_name("canvas", "accounts", SNAP, "CSV") == "canvas.accounts.snapshot.20240713T093000Z.csv"
+    assert output_name("canvas", "accounts", SNAP, "CSV") == \
+        "canvas.accounts.snapshot.20240713T093000Z.csv"
     assert output_name("canvas", "accounts", INC, "jsonl") == \
         "canvas.accounts.incremental.20240713T093000Z_20240714T000000Z.jsonl"
     assert meta_name("x.csv") == "x.csv.meta.json"

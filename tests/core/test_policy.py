@@ -1,11 +1,10 @@
 """Retry, poll and pacing decisions: bounded, Retry-After honoured, deadlines kept."""
 from datetime import datetime, timezone
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from dap_core.errors import (
-    AuthenticationFailed, Forbidden, NotFound, RateLimited, ServiceUnavailable, ValidationFailed,
+    AuthenticationFailed, Forbidden, NotFound, ServiceUnavailable, ValidationFailed,
     error_from_answer,
 )
 from dap_core.policy import (
@@ -41,7 +40,8 @@ def test_a_429_waits_at_least_retry_after_even_beyond_the_cap():
 
 
 def test_giving_up_after_retries_says_attempts_and_last_status_and_keeps_the_uuid():
-    last = error_from_answer(503, b'{"error": {"type": "Unavailable", "uuid": "u-3", "message": "busy"}}')
+    last = error_from_answer(
+        503, b'{"error": {"type": "Unavailable", "uuid": "u-3", "message": "busy"}}')
     decision = decide(Answer("api", 503, error=last), 5, 10, 0.5, POLICY)
     assert decision.action == "give_up" and isinstance(decision.error, ServiceUnavailable)
     text = str(decision.error)
@@ -85,7 +85,8 @@ def test_403_on_a_download_refreshes_the_url_a_bounded_number_of_times():
 
 
 def test_403_on_an_api_call_is_forbidden():
-    error = error_from_answer(403, b'{"error": {"type": "x", "uuid": "u", "message": "not onboarded"}}')
+    error = error_from_answer(
+        403, b'{"error": {"type": "x", "uuid": "u", "message": "not onboarded"}}')
     decision = decide(Answer("api", 403, error=error), 1, 0, 0.5, POLICY)
     assert decision.action == "give_up" and isinstance(decision.error, Forbidden)
 
@@ -96,7 +97,8 @@ def test_a_404_on_a_download_says_the_objects_expired():
 
 
 def test_a_400_gives_up_with_its_own_error():
-    error = error_from_answer(400, b'{"error": {"type": "ValidationError", "uuid": "u", "message": "m"}}')
+    error = error_from_answer(
+        400, b'{"error": {"type": "ValidationError", "uuid": "u", "message": "m"}}')
     assert isinstance(decide(Answer("api", 400, error=error), 1, 0, 0.5, POLICY).error,
                       ValidationFailed)
 
@@ -106,7 +108,8 @@ def test_a_400_gives_up_with_its_own_error():
        st.one_of(st.none(), st.floats(0, 900)))
 def test_retries_are_bounded_and_never_shorter_than_retry_after(status, attempt, elapsed,
                                                                   jitter, policy, retry_after):
-    decision = decide(Answer("api", status, retry_after=retry_after), attempt, elapsed, jitter, policy)
+    decision = decide(Answer("api", status, retry_after=retry_after), attempt, elapsed, jitter,
+                      policy)
     assert decision.action in ("retry", "give_up")
     if attempt >= policy.max_attempts:
         assert decision.action == "give_up"
@@ -147,7 +150,8 @@ def test_a_whole_retry_loop_ends_within_max_attempts(seed, jitter):
 
 @given(st.integers(1, 200), jitters)
 def test_backoff_for_a_fixed_jitter_never_shrinks_and_stays_under_the_cap(attempt, jitter):
-    assert backoff_delay(attempt, jitter, POLICY) <= backoff_delay(attempt + 1, jitter, POLICY) <= 30
+    assert backoff_delay(attempt, jitter, POLICY) <= \
+        backoff_delay(attempt + 1, jitter, POLICY) <= 30
 
 
 @given(st.integers(1, 10_000), jitters)

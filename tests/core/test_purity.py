@@ -23,7 +23,8 @@ def _violations(path):
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] in FORBIDDEN_MODULES or "shell" in alias.name.split("."):
+                names = alias.name.split(".")
+                if names[0] in FORBIDDEN_MODULES or "shell" in names:
                     found.append("import %s" % alias.name)
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""

@@ -68,6 +68,6 @@ def test_each_active_table_has_its_own_line_and_loses_it_when_done():
         progress.end()
 
     in_thread(accounts_done)
-    assert [l.split(":")[0] for l in screen(stream.getvalue())] == ["canvas.users"]
+    assert [line.split(":")[0] for line in screen(stream.getvalue())] == ["canvas.users"]
     progress.clear()
     assert screen(stream.getvalue()) == []

@@ -67,7 +67,8 @@ class Api:
         self.header = header
         self.token = self.login().json["access_token"]
 
-    def login(self, credentials: Optional[str] = None, body: bytes = b"grant_type=client_credentials") -> Answer:
+    def login(self, credentials: Optional[str] = None,
+              body: bytes = b"grant_type=client_credentials") -> Answer:
         return request("POST", self.base + "/ids/auth/login", body, {
             "Authorization": "Basic " + (credentials or self.sim.api_key),
             "Content-Type": "application/x-www-form-urlencoded",
@@ -78,7 +79,8 @@ class Api:
             return {"x-instauth": self.token}
         return {"Authorization": "Bearer " + self.token}
 
-    def call(self, method: str, path: str, body=None, headers: Optional[Dict[str, str]] = None) -> Answer:
+    def call(self, method: str, path: str, body=None,
+             headers: Optional[Dict[str, str]] = None) -> Answer:
         h = self.auth()
         data = None
         if body is not None:

@@ -1,4 +1,5 @@
-"""`python -m fixtures.simulator`: URL first on stdout, clean exit on SIGTERM/SIGINT, full --help."""
+"""`python -m fixtures.simulator`: URL first on stdout, clean exit on SIGTERM/SIGINT, full
+--help."""
 from __future__ import annotations
 
 import pathlib

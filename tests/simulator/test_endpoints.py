@@ -80,7 +80,8 @@ def test_login_refuses_bad_credentials_with_401(simulator, header):
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if header:
         headers["Authorization"] = header
-    answer = request("POST", simulator.base_url + "/ids/auth/login", b"grant_type=client_credentials", headers)
+    answer = request("POST", simulator.base_url + "/ids/auth/login",
+                     b"grant_type=client_credentials", headers)
     assert_error(answer, 401, "AuthenticationError")
 
 
@@ -129,7 +130,8 @@ def test_forged_tokens_get_401(simulator):
 def test_a_token_from_another_simulator_is_forged(make_simulator):
     one, two = make_simulator(), make_simulator()
     token = Api(one).token
-    answer = request("GET", two.base_url + "/dap/query/canvas/table", None, {"Authorization": "Bearer " + token})
+    answer = request("GET", two.base_url + "/dap/query/canvas/table", None,
+                     {"Authorization": "Bearer " + token})
     assert_error(answer, 401, "AuthenticationError")
 
 
@@ -341,10 +343,12 @@ def test_unknown_endpoint_and_wrong_method(simulator):
     (b'{"format":\n  "xml"}', {"line": 2, "column": 3, "character": 13}),
     (b'{"format": "jsonl", "mode": "flat"}', {"line": 1, "column": 29, "character": 28}),
     (b'{"format": "jsonl", "filter": {"x": 1}}', {"line": 1, "column": 21, "character": 20}),
-    (b'{"format": "jsonl",\n "since": "2026-01-01T00:00:00"}', {"line": 2, "column": 11, "character": 30}),
+    (b'{"format": "jsonl",\n "since": "2026-01-01T00:00:00"}',
+     {"line": 2, "column": 11, "character": 30}),
     (b'{"format": "jsonl", "since": "2026-01-01"}', {"line": 1, "column": 30, "character": 29}),
     (b'{"format": "jsonl", "since": 1767225600}', {"line": 1, "column": 30, "character": 29}),
-    (b'{"format": "jsonl", "until": "2026-01-01T00:00:00Z"}', {"line": 1, "column": 30, "character": 29}),
+    (b'{"format": "jsonl", "until": "2026-01-01T00:00:00Z"}',
+     {"line": 1, "column": 30, "character": 29}),
     (b'{"mode": "expanded"}', {"line": 1, "column": 1, "character": 0}),
     (b'{"format": "json"}', {"line": 1, "column": 12, "character": 11}),
     (b'["format", "jsonl"]', {"line": 1, "column": 1, "character": 0}),
@@ -399,7 +403,8 @@ def test_out_of_range_gives_the_permitted_range(simulator):
 
 def test_since_older_than_retention_needs_a_snapshot(make_simulator):
     sim = make_simulator(retention_days=2)
-    answer = Api(sim).start("canvas", "accounts", {"format": "jsonl", "since": "2025-12-29T00:00:00Z"})
+    answer = Api(sim).start("canvas", "accounts",
+                            {"format": "jsonl", "since": "2025-12-29T00:00:00Z"})
     assert_error(answer, 400, "SnapshotRequiredError", since="2025-12-30T03:00:00Z",
                  until="2026-01-01T03:00:00Z")
     ok = Api(sim).start("canvas", "accounts", {"format": "jsonl", "since": "2025-12-31T00:00:00Z"})

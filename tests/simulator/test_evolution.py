@@ -122,11 +122,12 @@ def test_a_snapshot_after_the_step_has_the_new_column_for_every_record_that_has_
     assert apply({}, records) == state
 
     part_texts = [p.decode() for p in api.parts(api.run("canvas", "accounts", {"format": "csv"}))]
-    rows = [row for text in part_texts for row in list(csv.DictReader(io.StringIO(text, newline="")))]
+    rows = [row for text in part_texts
+            for row in list(csv.DictReader(io.StringIO(text, newline="")))]
     assert list(rows[0])[-1] == "value.sim_added_note"
     assert len(rows) == len(state)
     got = {row["key.id"]: row["value.sim_added_note"] for row in rows}
-    for key, record in state.items():
+    for record in state.values():
         # null (no note) is an empty field; an empty note is "" which csv reads as empty too
         assert got[str(record["key"]["id"])] == record["value"].get(NOTE, "")
 

@@ -128,7 +128,8 @@ def run_all_formats(api: Api, namespace: str, table: str, mode: str, since: Opti
     body = {"mode": mode}
     if since:
         body["since"] = since
-    jobs = {fmt: api.run(namespace, table, dict(body, format=fmt)) for fmt in ("jsonl", "csv", "tsv")}
+    jobs = {fmt: api.run(namespace, table, dict(body, format=fmt))
+            for fmt in ("jsonl", "csv", "tsv")}
     return {fmt: [p.decode("utf-8") for p in api.parts(job)] for fmt, job in jobs.items()}
 
 
@@ -163,7 +164,8 @@ def test_csv_and_tsv_carry_the_jsonl_values(make_simulator, table, mode):
         for part in parts["csv"]:
             rows = csv_fields(part)
             assert [t for t, _ in rows[0]] == names, "every part starts with its header"
-            assert [[t for t, _ in r] for r in rows] == list(csv.reader(io.StringIO(part, newline="")))
+            assert [[t for t, _ in r] for r in rows] == \
+                list(csv.reader(io.StringIO(part, newline="")))
             csv_rows += rows[1:]
         tsv_rows_ = []
         for part in parts["tsv"]:
@@ -202,7 +204,8 @@ def test_csv_cells():
     assert csv_cell('say "hi"') == '"say ""hi"""'
     assert csv_cell("a,b") == '"a,b"'
     assert csv_cell(" lead") == " lead" and csv_cell("trail ") == "trail "
-    assert csv_cell("a\tb") == '"a\tb"' and csv_cell("a\nb") == '"a\nb"' and csv_cell("a\rb") == '"a\rb"'
+    assert csv_cell("a\tb") == '"a\tb"' and csv_cell("a\nb") == '"a\nb"'
+    assert csv_cell("a\rb") == '"a\rb"'
     assert csv_cell("\x01") == "\x01"
     assert csv_cell("back\\slash") == "back\\slash"
     assert csv_cell("Zoë 🎓") == "Zoë 🎓"

@@ -40,7 +40,8 @@ def test_the_whole_flow_with_urllib_only(simulator):
 
     # object ids -> pre-signed URLs
     ids = [o["id"] for o in job["objects"]]
-    urls = call("POST", "/dap/object/url", json.dumps([{"id": i} for i in ids]).encode(), auth)["urls"]
+    asked = json.dumps([{"id": i} for i in ids]).encode()
+    urls = call("POST", "/dap/object/url", asked, auth)["urls"]
 
     # download with no Authorization header; gunzip; JSON Lines
     records = []
