@@ -277,7 +277,7 @@ class Transport:
                  rng: Optional[random.Random] = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], float] = time.time,
-                 pool_size: int = 4) -> None:
+                 pool_size: int = 16) -> None:
         import urllib3  # imported on first use of the network, never by `dap --help`
         self.network_errors = network_errors()
         from .. import policy
