@@ -7,7 +7,8 @@ file; dap is `bin/dap snapshot` with everything it does on top (merging, countin
 files, the metadata sidecar). Reported per format: median wall time, rows/s, peak RSS (from
 the kernel's accounting of each child), and dap's ratio to the reference. dap runs twice in
 each round, with the extra `fast` (orjson, isal: as installed) and without it
-(`DAP_NO_FAST=1`), side by side, and the two outputs are compared byte for byte; dap's peak
+(`DAP_NO_FAST=1`), side by side (Parquet a third time, with a worker process:
+`DAP_PARQUET_WORKERS=1`), and the outputs are compared byte for byte; dap's peak
 RSS is also given for its whole process tree (Parquet's worker process included), sampled
 every 20 ms. Also the start-up time of `bin/dap --help` beside a bare interpreter start.
 
@@ -40,6 +41,8 @@ GOALS = {"wall_ratio_fast": 1.0, "wall_ratio": 1.3, "parquet_ratio": 4.0, "rss_m
          "help_ms": 100.0}
 #: dap with the extra fast (as installed) and without it (the standard library's zlib, json)
 VARIANTS = (("fast", {}), ("std", {"DAP_NO_FAST": "1"}))
+#: Parquet also with a worker process typing its chunks (off by default, see writers.py)
+PARQUET_VARIANTS = VARIANTS + (("worker", {"DAP_PARQUET_WORKERS": "1"}),)
 WIRE = {"jsonl": "jsonl", "json": "jsonl", "parquet": "jsonl", "csv": "csv", "tsv": "tsv"}
 
 
@@ -133,10 +136,11 @@ def bench_format(fmt, base_url, repeat, workdir):
                 fmt, "--output-directory", str(directory)]
 
     measure_rss(reference)  # warm-up: the job is created and its parts made once, untimed
-    ref_runs, runs, rows = [], {name: [] for name, _ in VARIANTS}, None
+    variants = PARQUET_VARIANTS if fmt == "parquet" else VARIANTS
+    ref_runs, runs, rows = [], {name: [] for name, _ in variants}, None
     for _ in range(repeat):  # each round: the reference, then dap with and without fast
         ref_runs.append(measure_rss(reference)[:2])
-        for name, extra in VARIANTS:
+        for name, extra in variants:
             directory = workdir / f"dap-{name}"
             shutil.rmtree(directory, ignore_errors=True)
             wall, rss, tree, out = measure_tree(dap(directory), dict(env, **extra))
@@ -145,14 +149,14 @@ def bench_format(fmt, base_url, repeat, workdir):
     # digests, not bytes: a bench process grown by a large output would pass its peak RSS
     # on to every child it starts after (Linux keeps the high-water mark across fork+exec)
     outputs = {name: {p.name: _digest(p) for p in (workdir / f"dap-{name}").iterdir()
-                      if not p.name.endswith(".meta.json")} for name, _ in VARIANTS}
+                      if not p.name.endswith(".meta.json")} for name, _ in variants}
     ref_wall = statistics.median(w for w, _ in ref_runs)
     result = {"format": fmt, "rows": rows, "reference_wall_s": round(ref_wall, 3),
               "reference_rss_mib": round(max(r for _, r in ref_runs), 1),
               "identical": len({tuple(sorted(o.items())) for o in outputs.values()}) == 1,
               "output_bytes": sum(p.stat().st_size for p in (workdir / "dap-fast").iterdir()
                                   if not p.name.endswith(".meta.json"))}
-    for name, _ in VARIANTS:
+    for name, _ in variants:
         wall = statistics.median(w for w, _, _ in runs[name])
         result.update({f"{name}_wall_s": round(wall, 3),
                        f"{name}_ratio": round(wall / ref_wall, 2),
@@ -214,6 +218,11 @@ def render(report):
                      f"{r['fast_rss_mib']} ({r['fast_tree_rss_mib']}) | "
                      f"{r['std_rss_mib']} ({r['std_tree_rss_mib']}) | "
                      f"{'yes' if r['identical'] else 'NO'} |")
+    for r in report["formats"]:
+        if "worker_wall_s" in r:
+            lines += ["", f"{r['format']} with a worker process (`DAP_PARQUET_WORKERS=1`, "
+                          f"fast): {r['worker_wall_s']} s, ratio {r['worker_ratio']}, RSS MiB "
+                          f"{r['worker_rss_mib']} (tree {r['worker_tree_rss_mib']})"]
     h = report["help"]
     lines += ["", f"`bin/dap --help`: {h['dap_help_ms']} ms (goal < 100 ms); "
                   f"a bare `python -c pass`: {h['interpreter_ms']} ms"]

@@ -572,13 +572,25 @@ PARQUET_PARALLEL_BYTES = 4 * 1024 * 1024
 #: chunks handed to the worker ahead of the one being gathered (this process types those
 #: the worker has not begun while it waits for the oldest)
 PARQUET_CHUNKS_AHEAD = 4
-#: worker processes (one per process, shared by the tables written at once): one is what a
-#: machine of two cores has room for beside this process
-PARQUET_WORKERS = 1
+#: worker processes (shared by the tables written at once); None: ``DAP_PARQUET_WORKERS``
+#: from the environment, 0 if unset.  Off by default: on the project's 2-core machine,
+#: shared with other work, a worker gained no wall time (each process got less of a core)
+#: for a quarter more CPU and the worker's memory (see the README's Benchmarks)
+PARQUET_WORKERS: Optional[int] = None
 
 _POOL_LOCK = threading.RLock()
 _POOL: Dict[str, Any] = {"pool": None, "failed": False}
 _WORKER_TYPES: List[Any] = []
+
+
+def _workers() -> int:
+    if PARQUET_WORKERS is not None:
+        return PARQUET_WORKERS
+    import os
+    try:
+        return max(0, int(os.environ.get("DAP_PARQUET_WORKERS", "0") or 0))
+    except ValueError:
+        return 0
 
 
 def _typing_pool():
@@ -590,14 +602,15 @@ def _typing_pool():
     library caller's script without a ``__main__`` guard included).  The child runs only
     ``_type_chunk``: no logging, no I/O but its pipe, no lock another thread may hold."""
     with _POOL_LOCK:
-        if _POOL["pool"] is None and not _POOL["failed"] and PARQUET_WORKERS > 0:
+        workers = _workers()
+        if _POOL["pool"] is None and not _POOL["failed"] and workers > 0:
             try:
                 import concurrent.futures
                 import multiprocessing
                 if "fork" not in multiprocessing.get_all_start_methods():
                     raise NotImplementedError("no fork on this system")
                 _POOL["pool"] = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=PARQUET_WORKERS, mp_context=multiprocessing.get_context("fork"),
+                    max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                     initializer=_worker_start)
                 atexit.register(_stop_typing_pool)
             except (ImportError, OSError, NotImplementedError, ValueError) as exc:

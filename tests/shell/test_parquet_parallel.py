@@ -1,4 +1,5 @@
-"""Parquet's large parts are parsed and typed in a worker process (``writers._write_chunks``)
+"""Parquet's large parts can be parsed and typed in a worker process (``writers._write_chunks``,
+``DAP_PARQUET_WORKERS=1``)
 while this process writes row groups: the file is byte-identical to typing everything here,
 whatever the chunks and row groups (a chunk cut by a row group's end, texts holding the
 packing separator, nulls, deletes, a snapshot without meta.action), with and without orjson;
@@ -71,6 +72,7 @@ def small_chunks(monkeypatch):
     """Chunks of about 3 KB (a dozen records), so that row groups of 37 rows cut them."""
     monkeypatch.setattr(writers, "PARQUET_CHUNK_BYTES", 3000)
     monkeypatch.setattr(writers, "PARQUET_READ_BYTES", 1000)
+    monkeypatch.setattr(writers, "PARQUET_WORKERS", 1)  # off unless asked for
     yield
     fast.configure()
 
@@ -138,3 +140,12 @@ def test_a_worker_that_cannot_be_used_leaves_the_work_here(tmp_path, monkeypatch
     assert there == here and counted and not any(counted)
     assert writers._POOL["failed"] and writers._POOL["pool"] is None
     assert len([r for r in caplog.records if "no worker process" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("value,workers", [(None, 0), ("", 0), ("1", 1), ("2", 2), ("x", 0)])
+def test_workers_come_from_the_environment_and_are_off_by_default(monkeypatch, value, workers):
+    if value is None:
+        monkeypatch.delenv("DAP_PARQUET_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("DAP_PARQUET_WORKERS", value)
+    assert writers._workers() == workers
