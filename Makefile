@@ -23,7 +23,7 @@ DAP_STATUS = || { status=$$?; echo "make $@: dap failed with exit status $$statu
 HELD_CHECKPOINTS = $(PY) -c 'import json, sys; cps = json.load(open(sys.argv[1])).get("checkpoints", {}); ns, t = sys.argv[2], sys.argv[3]; print(", ".join(sorted(k for k in cps if k.startswith(ns + ".") and (t == "all" or k.split(".", 1)[1] in t.split(",")))))'
 
 .DEFAULT_GOAL := help
-.PHONY: help install official-client demo test simulator bench soak clean wheelhouse list schema snapshot incremental
+.PHONY: help install official-client demo test lint test-python test-matrix simulator bench soak clean wheelhouse list schema snapshot incremental
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,8 +47,28 @@ official-client: .venv-official/.installed ## Instructure's client in .venv-offi
 demo: $(STAMP) ## a snapshot, a chained incremental, then initdb/syncdb into SQLite, on the bundled simulator
 	@PYTHON=$(PY) bash bin/demo
 
-test: $(STAMP) ## run the whole test suite
+test: lint ## ruff, then the whole test suite
 	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff over the checkout (ruff.toml); `.venv/bin/ruff check --fix .` mends the easy ones
+	$(PY) -m ruff check .
+
+# The fast tests (core, shell, CLI; not the databases or the soaks) on another Python, in
+# its own virtualenv .venv-PYV: DEPS=lowest installs every floor setup.py declares
+# (ci/constraints-lowest.txt), DEPS=newest the newest releases it allows.
+PYV  ?= 3.13
+DEPS ?= newest
+test-python: ## the fast tests on Python PYV (e.g. 3.8) in .venv-PYV; DEPS=lowest for setup.py's floors
+	bash ci/test-python $(PYV) $(DEPS)
+
+# CI's second job; `make -j2 -O test-matrix` runs the two sides at once, one log each
+.PHONY: test-oldest test-newest
+test-matrix: test-oldest test-newest ## the fast tests: oldest Python with the lowest versions, newest with the newest
+test-oldest:  # 3.8 with every floor; Parquet's floors on 3.9, where they install
+	bash ci/test-python 3.8 lowest
+	bash ci/test-python 3.9 lowest tests/core tests/shell tests/cli -m "not slow" -k "parquet or writers"
+test-newest:
+	bash ci/test-python 3.13 newest
 
 simulator: $(STAMP) ## start the bundled DAP simulator on PORT (default 8642); ARGS for more options
 	$(PY) -m fixtures.simulator --port $(or $(PORT),8642) $(ARGS)
@@ -95,5 +115,5 @@ incremental: $(STAMP) ## changes of TABLE since its checkpoint in STATE; SINCE o
 	  --output-directory $(OUT) --state $(STATE) $${since:+--since "$$since"} $(DAP_STATUS)
 
 clean: ## remove the virtualenv, build leftovers, downloads of the demo and bench results
-	rm -rf $(VENV) build dist *.egg-info $(WHEELS) demo-output bench/results .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* build dist *.egg-info $(WHEELS) demo-output bench/results .pytest_cache .hypothesis .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -9,6 +9,12 @@ import re
 from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
+#: Every floor below is what CI's lowest job installs (ci/constraints-lowest.txt, make
+#: test-matrix): raise one only with it.  Parquet: fastparquet from 2024.11 (older ones fail
+#: the writer's tests: built for numpy 1, or timestamps read back as 1970 under pandas 3);
+#: pandas from 2.2 (2.1 cannot hold timestamps past 2262 in microseconds); below 2027
+#: because the writer uses fastparquet's internals.  None of them installs on Python 3.8.
+PARQUET = ["fastparquet>=2024.11,<2027", "pandas>=2.2", "numpy>=1.22.4"]
 VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "dap_core" / "version.py").read_text(), re.M
 ).group(1)
@@ -23,23 +29,26 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["dap_core", "dap_core.*"]),
-    # Locked-down servers run older Pythons; 3.8 is the oldest we test (urllib3 2.2 there).
+    # Locked-down servers run older Pythons and their urllib3 1.26: CI runs 3.8 with the
+    # lowest versions below (dap_core/shell/dependencies.py checks them at start-up)
     python_requires=">=3.8",
     install_requires=[
-        "urllib3>=2.0,<3",
+        "urllib3>=1.26,<3",
         "docopt-ng>=0.9,<1",
     ],
     extras_require={
-        "parquet": ["fastparquet>=2023.2"],
+        "parquet": PARQUET,  # Python 3.9 or newer
         # faster, same bytes: ISA-L's inflate for every part, orjson for Parquet's JSON
         # (dap_core/shell/fast.py; DAP_NO_FAST=1 turns them off)
         "fast": ["isal>=1.0", "orjson>=3.6"],
         # database replication: SQLite needs nothing; these only for their databases
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "mysql": ["PyMySQL>=1.0,<2"],
-        "test": ["pytest>=7", "hypothesis>=6.50", "fastparquet>=2023.2",
+        "test": ["pytest>=7", "hypothesis>=6.85", "ruff==0.17.6",
                  "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2",
-                 "isal>=1.0", "orjson>=3.6"],  # both paths of the extra fast are tested
+                 "isal>=1.0", "orjson>=3.6",  # both paths of the extra fast are tested
+                 "backports.zoneinfo>=0.2.1; python_version < '3.9'"]
+                + [r + "; python_version >= '3.9'" for r in PARQUET],  # 3.8: Parquet skipped
     },
     entry_points={"console_scripts": ["dap = dap_core.shell.cli:main"]},
     classifiers=[

@@ -28,6 +28,21 @@ else:
     settings.register_profile("dap", deadline=None)
     settings.load_profile("dap")
 
+def pytest_collection_modifyitems(config, items):
+    """Without fastparquet (on Python 3.8 none of the versions setup.py allows installs; CI's
+    lowest job runs there), the tests of Parquet output are skipped, not failed: those whose
+    id says parquet and the writer's modules, but not the ones about its absence."""
+    import importlib.util
+    if importlib.util.find_spec("fastparquet") is not None:
+        return
+    skip = pytest.mark.skip(reason="fastparquet is not installed (Parquet needs Python 3.9+)")
+    for item in items:
+        named = item.nodeid.lower()
+        if ("parquet" in named or named.split("::")[0].endswith("/test_writers.py")) \
+                and "without_fastparquet" not in named:
+            item.add_marker(skip)
+
+
 #: What tests want by default: quick jobs, no waiting on rate limits, explicit frontier moves.
 TEST_SIMULATOR_OPTIONS = QUICK_OPTIONS
 

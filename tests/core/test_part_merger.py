@@ -1,7 +1,9 @@
-"""PartMerger: any chunking of the parts gives the bytes of merging whole parts, correctly framed."""
+"""PartMerger: any chunking of the parts gives the bytes of merging whole parts, correctly
+framed."""
 import csv
 import io
 import json
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -42,7 +44,8 @@ def jsonl_part(recs, blank_lines, newline_at_end):
 
 
 cuts = st.lists(st.floats(0, 1), max_size=6)
-jsonl_parts = st.lists(st.tuples(st.lists(records, max_size=6), st.lists(st.integers(0, 9), max_size=2),
+jsonl_parts = st.lists(st.tuples(st.lists(records, max_size=6),
+                                 st.lists(st.integers(0, 9), max_size=2),
                                  st.booleans(), cuts), max_size=4)
 
 
@@ -60,13 +63,15 @@ def test_any_chunking_of_jsonl_parts_gives_the_whole_part_merge(parts, fmt):
         assert pieces.endswith(b"]\n")
     else:
         assert [json.loads(line) for line in pieces.decode().split("\n")[:-1]] == expected
-        assert pieces == b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in expected)
+        assert pieces == b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n"
+                                  for r in expected)
 
 
 def test_json_framing_of_an_empty_and_of_a_small_result():
     assert merge("json", [])[0] == b"[]\n"
     assert merge("json", [b"", b"\n"])[0] == b"[]\n"
-    assert merge("json", [b'{"a":1}\n{"a":2}', b'{"a":3}\n'])[0] == b'[{"a":1},\n{"a":2},\n{"a":3}]\n'
+    assert merge("json", [b'{"a":1}\n{"a":2}', b'{"a":3}\n'])[0] == \
+        b'[{"a":1},\n{"a":2},\n{"a":3}]\n'
 
 
 def table_part(fmt, header, rows):
@@ -92,8 +97,10 @@ def test_any_chunking_of_csv_or_tsv_parts_keeps_one_header_and_every_row(parts, 
     assert pieces == (table_part(fmt, header, all_rows) if parts else b"")
     assert merger.rows == whole_merger.rows == len(all_rows)
     assert merger.header_seen == bool(parts)
-    if fmt == "csv":
-        assert len(list(csv.reader(io.StringIO(pieces.decode(), newline="")))) == len(all_rows) + bool(parts)
+    # the standard library's csv reads NUL from Python 3.11 on
+    if fmt == "csv" and (sys.version_info >= (3, 11) or b"\x00" not in pieces):
+        read = list(csv.reader(io.StringIO(pieces.decode(), newline="")))
+        assert len(read) == len(all_rows) + bool(parts)
 
 
 def test_a_later_part_with_another_header_is_refused():

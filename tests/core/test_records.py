@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import sys
 from datetime import timezone
 
 import pytest
@@ -99,12 +100,14 @@ def test_condensed_layout_keeps_nested_objects_as_one_json_column():
 
 def test_nullable_types_null_branches_and_refs_are_understood():
     schema = {"type": "object", "definitions": {"Id": {"type": "integer"}},
-              "$defs": {"Att": {"type": "object", "properties": {"url": {"type": ["string", "null"]}}}},
+              "$defs": {"Att": {"type": "object",
+                                "properties": {"url": {"type": ["string", "null"]}}}},
               "properties": {
                   "key": {"type": "object", "properties": {"id": {"$ref": "#/definitions/Id"}},
                           "required": ["id"]},
                   "value": {"type": "object", "properties": {
-                      "when": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date-time"}]},
+                      "when": {"oneOf": [{"type": "null"},
+                                         {"type": "string", "format": "date-time"}]},
                       "n": {"anyOf": [{"type": "number"}, {"type": "null"}]},
                       "att": {"$ref": "#/$defs/Att"},
                       "mixed": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
@@ -208,6 +211,9 @@ def test_decode_tsv_line_understands_copy_escapes():
 
 # -- round trips --------------------------------------------------------------------------------
 
+#: the standard library's csv reads NUL from Python 3.11 on (before, "line contains NUL")
+CSV_READS_NUL = sys.version_info >= (3, 11)
+
 scalars = st.one_of(st.none(), st.just(MISSING), st.text(), st.integers(),
                     st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
                     st.sampled_from(["NULL", "null", "", " ", "\\N", '"', ",", "\r\n", "\\"]))
@@ -264,8 +270,9 @@ def parse_csv_with_quotes(text):
 @given(st.lists(rows, min_size=1, max_size=5))
 def test_csv_round_trips_through_stdlib_csv_and_a_quote_aware_reader(table):
     text = "".join(encode_csv_row(row) for row in table)
-    assert list(csv.reader(io.StringIO(text, newline=""), strict=True)) == [
-        [_text_of(v) for v in row] for row in table]
+    if CSV_READS_NUL or "\x00" not in text:
+        assert list(csv.reader(io.StringIO(text, newline=""), strict=True)) == [
+            [_text_of(v) for v in row] for row in table]
     expected = [[None if v is None or v is MISSING else _text_of(v) for v in row]
                 for row in table]
     assert parse_csv_with_quotes(text) == expected
@@ -286,7 +293,8 @@ def test_tsv_round_trips_through_the_copy_text_parser(table):
                         min_size=1), min_size=1, max_size=5))
 def test_headers_round_trip(labels):
     columns = [Column(label, (label,), "string") for label in labels]
-    assert next(csv.reader(io.StringIO(csv_header(columns), newline=""))) == labels
+    if CSV_READS_NUL or not any("\x00" in label for label in labels):
+        assert next(csv.reader(io.StringIO(csv_header(columns), newline=""))) == labels
     assert decode_tsv_line(tsv_header(columns)) == labels
 
 
