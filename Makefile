@@ -23,7 +23,7 @@ DAP_STATUS = || { status=$$?; echo "make $@: dap failed with exit status $$statu
 HELD_CHECKPOINTS = $(PY) -c 'import json, sys; cps = json.load(open(sys.argv[1])).get("checkpoints", {}); ns, t = sys.argv[2], sys.argv[3]; print(", ".join(sorted(k for k in cps if k.startswith(ns + ".") and (t == "all" or k.split(".", 1)[1] in t.split(",")))))'
 
 .DEFAULT_GOAL := help
-.PHONY: help install official-client demo test lint test-python test-matrix simulator bench soak clean wheelhouse list schema snapshot incremental
+.PHONY: help install official-client demo test coverage lint test-python test-matrix simulator bench soak clean wheelhouse list schema snapshot incremental
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,13 @@ demo: $(STAMP) ## a snapshot, a chained incremental, then initdb/syncdb into SQL
 
 test: lint ## ruff, then the whole test suite
 	$(PY) -m pytest -q
+
+coverage: $(STAMP) ## the suite under coverage, bin/dap's subprocesses too: report here, htmlcov/ for the lines
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest -q $(ARGS)
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report --sort=cover
+	$(PY) -m coverage html -q
 
 lint: $(STAMP) ## ruff over the checkout (ruff.toml); `.venv/bin/ruff check --fix .` mends the easy ones
 	$(PY) -m ruff check .
