@@ -530,8 +530,17 @@ class _Handler(logging.StreamHandler):
     """stderr logs that first clear a progress line being drawn there."""
 
     progress: Optional["TerminalProgress"] = None
+    muted = False
+
+    def mute(self) -> None:
+        """Write no record from now on (threads abandoned by an interrupt go on logging):
+        a record being written ends first, under the handler's lock."""
+        with self.lock:  # type: ignore[union-attr]
+            self.muted = True
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.muted:  # emit runs under the lock that mute takes
+            return
         if self.progress is not None:
             self.progress.clear()
         super().emit(record)
@@ -1012,11 +1021,13 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         return exc.exit_status
     except errors.Terminated:
         _stop_workers()
+        handler.mute()  # the last line is this one, whatever worker threads log
         console.error("terminated (SIGTERM); nothing half-written was kept, no checkpoint "
                       "moved: run the same command again")
         return EXIT_TERMINATED
     except KeyboardInterrupt:
         _stop_workers()
+        handler.mute()
         console.error("interrupted; nothing half-written was kept")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
