@@ -45,7 +45,8 @@ setup(
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "mysql": ["PyMySQL>=1.0,<2"],
         "test": ["pytest>=7", "hypothesis>=6.85", "ruff==0.17.6",
-                 "coverage>=7.10",  # make coverage: `patch = subprocess` follows bin/dap
+                 # make coverage: `patch = subprocess` follows bin/dap; none for Python 3.8
+                 "coverage>=7.10; python_version >= '3.9'",
                  "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2",
                  "isal>=1.0", "orjson>=3.6",  # both paths of the extra fast are tested
                  "backports.zoneinfo>=0.2.1; python_version < '3.9'"]
