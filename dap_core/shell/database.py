@@ -715,8 +715,19 @@ class SQLiteDatabase(Database):
                                         isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
-                # readers of the replica are never blocked by a sync, nor block its commit
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal()
+
+    def _use_wal(self) -> None:
+        """WAL, so readers of the replica never block a sync nor wait for it. It is the
+        file's own setting, made once; switching needs the database to itself, so a
+        connection opened while another table's run writes leaves it to a later one."""
+        import sqlite3
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        try:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:  # busy: another connection is writing right now
+            pass
 
     def begin(self) -> None:
         # IMMEDIATE: take the write lock now, not at the first write halfway through

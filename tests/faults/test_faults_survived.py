@@ -81,8 +81,11 @@ FAULTS = {
                           parts_were_downloaded_again),
     "expired-presigned-urls": (dict(url_ttl=1, cut_download_after=200, cut_download_times=5),
                                "expired_url", 1, None, fresh_urls_were_asked_for),
-    "token-refused-before-exp": (dict(refuse_tokens_after=0.2), "refuse_token", 1, None,
-                                 fresh_tokens_were_fetched),
+    # the job stays pending 3 s, polled all the while, so its token outlives 1 s for sure;
+    # a fresh token is never a second old before its first use (0.2 s was, on a busy machine:
+    # refused twice in a row, the run ended with exit 4)
+    "token-refused-before-exp": (dict(refuse_tokens_after=1.0, job_wait=3.0), "refuse_token", 1,
+                                 None, fresh_tokens_were_fetched),
 }
 
 
