@@ -121,12 +121,15 @@ class AtomicFile:
         self.final_path = os.fspath(final_path)
         directory, name = os.path.split(os.path.abspath(self.final_path))
         self.directory = directory
-        _check_not_stopped()
-        fd, self.path = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".part")
-        self._file: Optional[BinaryIO] = os.fdopen(fd, "w+b")
         self._mark = 0
         self.done = False
+        # made and registered under the lock stop_writing takes: a run being stopped either
+        # finds this file (and removes it) or stops this thread before it makes one
         with _LIVE_LOCK:
+            _check_not_stopped()
+            fd, self.path = tempfile.mkstemp(dir=directory, prefix="." + name + ".",
+                                             suffix=".part")
+            self._file: Optional[BinaryIO] = os.fdopen(fd, "w+b")
             _LIVE.add(self)
 
     def __repr__(self) -> str:
