@@ -368,64 +368,8 @@ def stored_checkpoint(db: TestDatabase, namespace: str, table: str) -> datetime:
     return utc_point(rows[0][2])
 
 
-class RequestGate:
-    """Holds back the simulator's answer to one request until released, so that a test
-    knows where a run is: waiting on its job's first poll (its lock taken, its job
-    pending), on its next part (mid-load), on a table's job start.  It wraps the simulator's
-    request recorder (`sim.service.record`), which every request passes before it is
-    served; the held request is recorded (it shows in `sim.requests`) and answered once
-    released.  `close()` releases and unwraps."""
-
-    def __init__(self, sim) -> None:
-        import threading
-        self.service = sim.service
-        self._record = self.service.record
-        self._lock = threading.Lock()
-        self._matches = None
-        self._nth = self._seen = 0
-        self.held = threading.Event()
-        self._open = threading.Event()
-        self._open.set()
-        self.service.record = self._recording
-
-    def hold(self, matches, nth: int = 1) -> None:
-        """Hold the `nth` request from now on for which `matches(method, path)`."""
-        with self._lock:
-            self._matches, self._nth, self._seen = matches, nth, 0
-            self.held.clear()
-            self._open.clear()
-
-    def _recording(self, method, path, headers):
-        entry = self._record(method, path, headers)
-        with self._lock:
-            hold = False
-            if self._matches is not None and self._matches(method, path):
-                self._seen += 1
-                hold = self._seen == self._nth
-        if hold:
-            self.held.set()
-            self._open.wait(300)
-        return entry
-
-    def wait_held(self, proc=None, timeout: float = 60.0) -> bool:
-        """Wait until the request is held (True), or the process `proc` ended (False)."""
-        import time
-        deadline = time.monotonic() + timeout
-        while not self.held.wait(0.005):
-            if proc is not None and proc.poll() is not None:
-                return self.held.is_set()
-            if time.monotonic() > deadline:
-                pytest.fail("the request to hold did not come in %.0f s" % timeout)
-        return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._matches = None
-        self._open.set()
-
-    def close(self) -> None:
-        self.release()
-        self.service.record = self._record
+# the gate that holds back one answer of the simulator: one helper for both suites
+from tests.faults.support import RequestGate  # noqa: E402,F401
 
 
 def job_start(table: str, namespace: str = "canvas"):

@@ -149,8 +149,7 @@ class RequestGate:
     `sim.requests`) and answered once released.  `close()` (or leaving the `with` block)
     releases and unwraps.
 
-    (A copy of the one in `tests/db/conftest.py`, which the database tests own, made a
-    context manager; `wait_held` fails a run that never gets there.)"""
+    The database tests use it too (`tests/db/conftest.py`)."""
 
     def __init__(self, sim) -> None:
         import threading
