@@ -216,9 +216,6 @@ class Dialect:
         """``expr`` (a staging text column) as the column's type."""
         raise NotImplementedError
 
-    def _source(self, layout: StagingLayout) -> Tuple[List[str], str]:
-        raise NotImplementedError
-
     def _selected(self, tdef: TableDef, layout: StagingLayout, suffix: str
                   ) -> Tuple[List[str], List[str]]:
         names, values = [], []
@@ -239,7 +236,18 @@ class Dialect:
                             upsert: bool = False) -> str:
         """Move the staging rows that are not deletes into the table (``upsert``: replacing
         the rows with the same key)."""
-        raise NotImplementedError
+        names, values = self._selected(tdef, layout, suffix)
+        return "%s %s (%s) SELECT %s FROM %s s%s%s" % (
+            self._insert_verb(upsert), self.qualified(tdef.namespace, tdef.table, suffix),
+            ", ".join(names), ", ".join(values), self.staging(), self._not_deleted(layout),
+            self._on_conflict(tdef, names) if upsert else "")
+
+    def _insert_verb(self, upsert: bool) -> str:
+        return "INSERT INTO"
+
+    def _on_conflict(self, tdef: TableDef, names: List[str]) -> str:
+        """What an upsert adds after the SELECT: replace the row that has the same key."""
+        return ""
 
     def delete_from_staging(self, tdef: TableDef, layout: StagingLayout) -> Optional[str]:
         """Delete the table's rows whose keys the staging rows mark ``D`` (None: no
@@ -394,19 +402,12 @@ class PostgreSQL(Dialect):
                     "END" % (expr, expr))
         return "%s::%s" % (expr, self.column_type(column, tdef, suffix))
 
-    def insert_from_staging(self, tdef: TableDef, layout: StagingLayout, suffix: str = "",
-                            upsert: bool = False) -> str:
-        names, values = self._selected(tdef, layout, suffix)
-        sql = "INSERT INTO %s (%s) SELECT %s FROM %s s%s" % (
-            self.qualified(tdef.namespace, tdef.table, suffix), ", ".join(names),
-            ", ".join(values), self.staging(), self._not_deleted(layout))
-        if upsert:
-            keys = {self.ident(c.name) for c in tdef.key}
-            updates = ["%s = EXCLUDED.%s" % (n, n) for n in names if n not in keys]
-            sql += " ON CONFLICT (%s) DO %s" % (
-                ", ".join(self.ident(c.name) for c in tdef.key),
-                "UPDATE SET " + ", ".join(updates) if updates else "NOTHING")
-        return sql
+    def _on_conflict(self, tdef: TableDef, names: List[str]) -> str:
+        keys = {self.ident(c.name) for c in tdef.key}
+        updates = ["%s = EXCLUDED.%s" % (n, n) for n in names if n not in keys]
+        return " ON CONFLICT (%s) DO %s" % (
+            ", ".join(self.ident(c.name) for c in tdef.key),
+            "UPDATE SET " + ", ".join(updates) if updates else "NOTHING")
 
     def delete_from_staging(self, tdef: TableDef, layout: StagingLayout) -> Optional[str]:
         if layout.action is None:
@@ -523,18 +524,11 @@ class MySQL(Dialect):
             return "CAST(REPLACE(REPLACE(%s, 'T', ' '), 'Z', '') AS DATETIME(6))" % expr
         return expr
 
-    def insert_from_staging(self, tdef: TableDef, layout: StagingLayout, suffix: str = "",
-                            upsert: bool = False) -> str:
-        names, values = self._selected(tdef, layout, suffix)
-        sql = "INSERT INTO %s (%s) SELECT %s FROM %s s%s" % (
-            self.qualified(tdef.namespace, tdef.table, suffix), ", ".join(names),
-            ", ".join(values), self.staging(), self._not_deleted(layout))
-        if upsert:
-            keys = {self.ident(c.name) for c in tdef.key}
-            updates = ["%s = VALUES(%s)" % (n, n) for n in names if n not in keys] or [
-                "%s = %s" % (n, n) for n in names if n in keys][:1]
-            sql += " ON DUPLICATE KEY UPDATE " + ", ".join(updates)
-        return sql
+    def _on_conflict(self, tdef: TableDef, names: List[str]) -> str:
+        keys = {self.ident(c.name) for c in tdef.key}
+        updates = ["%s = VALUES(%s)" % (n, n) for n in names if n not in keys] or [
+            "%s = %s" % (n, n) for n in names if n in keys][:1]
+        return " ON DUPLICATE KEY UPDATE " + ", ".join(updates)
 
     def delete_from_staging(self, tdef: TableDef, layout: StagingLayout) -> Optional[str]:
         if layout.action is None:
@@ -625,12 +619,8 @@ class SQLite(Dialect):
             return "(CASE %s WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)" % expr
         return expr
 
-    def insert_from_staging(self, tdef: TableDef, layout: StagingLayout, suffix: str = "",
-                            upsert: bool = False) -> str:
-        names, values = self._selected(tdef, layout, suffix)
-        return "INSERT %sINTO %s (%s) SELECT %s FROM %s s%s" % (
-            "OR REPLACE " if upsert else "", self.qualified(tdef.namespace, tdef.table, suffix),
-            ", ".join(names), ", ".join(values), self.staging(), self._not_deleted(layout))
+    def _insert_verb(self, upsert: bool) -> str:
+        return "INSERT OR REPLACE INTO" if upsert else "INSERT INTO"
 
     def delete_from_staging(self, tdef: TableDef, layout: StagingLayout) -> Optional[str]:
         if layout.action is None:
