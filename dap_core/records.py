@@ -21,6 +21,7 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
+from .copytext import decode_field
 from .errors import UnexpectedAnswer
 from .timestamps import format_timestamp
 
@@ -461,25 +462,11 @@ def tsv_header(columns: Sequence[Column]) -> str:
     return "\t".join(_tsv_field(c.name) for c in columns) + "\n"
 
 
-_COPY_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
-_COPY_SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-
-
-def _copy_unescape(match: "re.Match[str]") -> str:
-    code = match.group(1)
-    if code[0] == "x" and len(code) > 1:
-        return chr(int(code[1:], 16))
-    if code[0] in "01234567":
-        return chr(int(code, 8))
-    return _COPY_SIMPLE.get(code, code)
-
-
 def decode_tsv_line(line: str) -> List[Optional[str]]:
     """The fields of one COPY-text line (None for `\\N`), for tests and readers."""
     if line.endswith("\n"):
         line = line[:-1]
-    return [None if field == "\\N" else _COPY_ESCAPE.sub(_copy_unescape, field)
-            for field in line.split("\t")]
+    return [decode_field(field) for field in line.split("\t")]
 
 
 # -- merging parts -----------------------------------------------------------------------------
