@@ -363,7 +363,8 @@ class RowLoader(Loader):
         try:
             rows = decode_lines(whole, width)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise errors.UnexpectedAnswer("%s: the TSV is malformed: %s" % (self.label, exc))
+            raise errors.UnexpectedAnswer(
+                "%s: the TSV is malformed: %s" % (self.label, exc)) from exc
         for start in range(0, len(rows), BATCH_ROWS):
             self.db.insert_rows(rows[start:start + BATCH_ROWS], width,  # type: ignore
                                 self.direct_sql)
@@ -445,7 +446,10 @@ class PipeLoader(Loader):
             except OSError:
                 if not self._thread.is_alive():
                     self._finish_thread()
-                    raise errors.DatabaseError("LOAD DATA did not start")  # pragma: no cover
+                    # the open failed only because the statement ended; its own error,
+                    # if any, was raised just above
+                    raise errors.DatabaseError(  # pragma: no cover
+                        "LOAD DATA did not start") from None
                 time.sleep(0.002)
         os.set_blocking(self._fd, True)
 
@@ -457,7 +461,9 @@ class PipeLoader(Loader):
             except BrokenPipeError:
                 self._close_pipe()
                 self._finish_thread()
-                raise errors.DatabaseError("LOAD DATA stopped reading")  # pragma: no cover
+                # as above: the statement's own error, if any, is raised by _finish_thread
+                raise errors.DatabaseError(  # pragma: no cover
+                    "LOAD DATA stopped reading") from None
             view = view[written:]
 
     def _close_pipe(self) -> None:

@@ -98,13 +98,13 @@ def test_initdb_syncdb_all_listdb_and_dropdb_as_a_person_runs_them(database, sim
 
     init = dap("initdb", "--table", "accounts,users", sim=sim, cwd=tmp_path, url=url)
     assert init.status == 0, init
-    assert sorted((l["table"], l["action"]) for l in init.json_lines) == [
+    assert sorted((rec["table"], rec["action"]) for rec in init.json_lines) == [
         ("accounts", "init"), ("users", "init")]
     for line in init.json_lines:
         table = line["table"]
         assert line["rows"] == assert_replica_equals(database, sim, NS, table)
         # one line for a person: what was loaded where (the database named, redacted)
-        said = [l for l in init.err_lines if l.startswith("canvas.%s: " % table)]
+        said = [line for line in init.err_lines if line.startswith("canvas.%s: " % table)]
         assert len(said) == 1, init.err
         assert said[0].startswith("canvas.%s: loaded %d rows into %s (%s://" % (
             table, line["rows"], target_of(database.dialect, table), database.dialect))
@@ -117,7 +117,7 @@ def test_initdb_syncdb_all_listdb_and_dropdb_as_a_person_runs_them(database, sim
     every = dap("syncdb", "--table", "all", "--loglevel", "info", sim=sim, cwd=tmp_path,
                 url=url)
     assert every.status == 0, every
-    actions = sorted((l["table"], l["action"]) for l in every.json_lines)
+    actions = sorted((rec["table"], rec["action"]) for rec in every.json_lines)
     assert actions == [("accounts", "sync"), ("courses", "init"), ("enrollments", "init"),
                        ("submissions", "init"), ("users", "sync")]
     for table in ("courses", "enrollments", "submissions"):
@@ -137,16 +137,16 @@ def test_initdb_syncdb_all_listdb_and_dropdb_as_a_person_runs_them(database, sim
 
     as_json = dap("listdb", "--format", "json", sim=sim, cwd=tmp_path, url=url)
     assert as_json.status == 0, as_json
-    assert sorted(([l["namespace"], l["table"], l["target"], l["checkpoint"],
-                    str(l["schema_version"])] for l in as_json.json_lines)) == expected
-    assert all(isinstance(l["schema_version"], int) for l in as_json.json_lines)
+    assert sorted(([rec["namespace"], rec["table"], rec["target"], rec["checkpoint"],
+                    str(rec["schema_version"])] for rec in as_json.json_lines)) == expected
+    assert all(isinstance(rec["schema_version"], int) for rec in as_json.json_lines)
 
     dropped = dap("dropdb", "--table", "users", sim=sim, cwd=tmp_path, url=url)
     assert dropped.status == 0, dropped
-    assert [(l["table"], l["action"]) for l in dropped.json_lines] == [("users", "drop")]
+    assert [(rec["table"], rec["action"]) for rec in dropped.json_lines] == [("users", "drop")]
     assert not database.exists(NS, "users")
     after = dap("listdb", sim=sim, cwd=tmp_path, url=url)
-    assert sorted(l.split("\t")[1] for l in after.text.splitlines()) == [
+    assert sorted(line.split("\t")[1] for line in after.text.splitlines()) == [
         "accounts", "courses", "enrollments", "submissions"]
 
     again = dap("initdb", "--table", "accounts", sim=sim, cwd=tmp_path, url=url)
@@ -159,7 +159,7 @@ def test_without_a_connection_string_the_database_is_dap_db_in_the_current_direc
         sim, tmp_path):
     run = dap("initdb", "--table", "accounts,users", sim=sim, cwd=tmp_path)
     assert run.status == 0, run
-    notices = [l for l in run.err_lines if DEFAULT_NOTICE in l]
+    notices = [line for line in run.err_lines if DEFAULT_NOTICE in line]
     assert len(notices) == 1 and "dap.db" in notices[0], run.err
     path = tmp_path / "dap.db"
     assert path.is_file()
@@ -172,8 +172,8 @@ def test_without_a_connection_string_the_database_is_dap_db_in_the_current_direc
         conn.close()
     listed = dap("listdb", sim=sim, cwd=tmp_path)
     assert listed.status == 0, listed
-    assert sorted(l.split("\t")[1] for l in listed.text.splitlines()) == ["accounts", "users"]
-    assert len([l for l in listed.err_lines if DEFAULT_NOTICE in l]) == 1
+    assert sorted(line.split("\t")[1] for line in listed.text.splitlines()) == ["accounts", "users"]
+    assert len([line for line in listed.err_lines if DEFAULT_NOTICE in line]) == 1
 
 
 def test_the_connection_string_option_wins_over_the_environment(sim, tmp_path):
@@ -204,9 +204,9 @@ def test_help_of_each_database_command_has_examples(command, tmp_path):
     assert "Usage:" in text and "DAP_CONNECTION_STRING" in text
     examples = text.split("Examples:", 1)
     assert len(examples) == 2, text
-    lines = [l.strip() for l in examples[1].splitlines() if l.strip()]
-    assert any(l.startswith("dap %s" % command) or " dap %s" % command in l for l in lines), \
-        examples[1]
+    lines = [line.strip() for line in examples[1].splitlines() if line.strip()]
+    assert any(line.startswith("dap %s" % command) or " dap %s" % command in line
+               for line in lines), examples[1]
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -377,8 +377,8 @@ def test_one_table_of_several_failing_is_exit_13_and_the_others_are_whole(
     run = dap("initdb", "--table", "accounts,users,courses", sim=sim, cwd=tmp_path,
               url=database.url)
     assert run.status == 13, run
-    assert sorted(l["table"] for l in run.json_lines) == ["accounts", "courses"]
-    errors = [l for l in run.err_lines if l.startswith("dap: error: ")]
+    assert sorted(rec["table"] for rec in run.json_lines) == ["accounts", "courses"]
+    errors = [line for line in run.err_lines if line.startswith("dap: error: ")]
     assert len(errors) == 1 and "canvas.users" in errors[0], run.err
     assert "3 tables: 2 done, 1 failed (users: exit 10)" in run.err
     for table in ("accounts", "courses"):

@@ -51,8 +51,8 @@ def start(sim, database, *args) -> subprocess.Popen:
 
 def finish(proc, timeout: float = 120.0):
     out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, [json.loads(l) for l in out.decode().splitlines() if l.strip()], \
-        err.decode("utf-8", "replace")
+    events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    return proc.returncode, events, err.decode("utf-8", "replace")
 
 
 def requests_to(sim, matches):
@@ -129,9 +129,9 @@ def test_a_second_sync_of_the_same_table_stops_busy_or_waits_its_turn(
         assert status3 == 0, err3
     finally:
         gate.close()
-    assert [l["action"] for l in lines] == ["sync"] and lines[0]["rows"] > 0
+    assert [rec["action"] for rec in lines] == ["sync"] and lines[0]["rows"] > 0
     # the waiting run came after: nothing left to apply
-    assert [l["action"] for l in lines3] == ["sync"] and lines3[0]["rows"] == 0
+    assert [rec["action"] for rec in lines3] == ["sync"] and lines3[0]["rows"] == 0
     # the waiting run's job came after the first run was let go and had loaded its parts
     second_start = requests_to(sim, job_start("accounts"))[1]["time"]
     assert second_start > released
@@ -158,7 +158,7 @@ def test_syncs_of_different_tables_run_at_once(database, sim):
         gate.close()
     assert status == 0, err
     assert result.action == "sync" and result.rows > 0
-    assert [l["action"] for l in lines] == ["sync"] and lines[0]["rows"] > 0
+    assert [rec["action"] for rec in lines] == ["sync"] and lines[0]["rows"] > 0
     assert_synced(database, sim, "accounts", "users")
 
 
@@ -199,7 +199,7 @@ def test_a_table_stays_locked_while_other_tables_of_its_run_finish(database, sim
     finally:
         gate.close()
     assert status == 0, err
-    assert [(l["table"], l["action"]) for l in lines] == [("accounts", "sync")]
+    assert [(rec["table"], rec["action"]) for rec in lines] == [("accounts", "sync")]
     assert_synced(database, sim, "accounts", "users")
 
 

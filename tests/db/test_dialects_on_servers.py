@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import string
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings

@@ -14,7 +14,8 @@ INC = "canvas.t.incremental.20260101T000000Z_20260101T010000Z.jsonl"
 def record(key, ts, action="U", value=None):
     """An incremental's record (action U or D), or with action None a snapshot's (and a
     state's): meta.ts only."""
-    out = {"key": {"id": key}, "meta": {"ts": ts} if action is None else {"ts": ts, "action": action}}
+    meta = {"ts": ts} if action is None else {"ts": ts, "action": action}
+    out = {"key": {"id": key}, "meta": meta}
     if action != "D":
         out["value"] = {"v": value}
     return out

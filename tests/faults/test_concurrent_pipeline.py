@@ -207,7 +207,7 @@ def test_jobs_of_several_tables_are_pending_at_once_up_to_the_concurrency(
     assert listing.problems == [] and len(listing.outputs()) == len(CANVAS)
 
 
-# -- 2. pacing acts ----------------------------------------------------------------------------------
+# -- 2. pacing acts --------------------------------------------------------------------------------
 
 #: the contract's limits (5 job starts, 5 table lists per window) on a window of 3 s
 RATE_WINDOW = 3.0

@@ -14,7 +14,7 @@ from dap_core import IncrementalQuery, SnapshotQuery, errors, records
 from dap_core.errors import AuthenticationFailed, InvalidInput, JobFailed, NotFound
 from dap_core.timestamps import format_timestamp, parse_timestamp
 
-from .conftest import Sleeper, apply_changes, connect, key_of, read_jsonl
+from .conftest import Sleeper, apply_changes, connect, read_jsonl
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 
@@ -289,13 +289,14 @@ def test_snapshots_have_meta_action_only_if_the_service_sends_it(make_simulator,
             assert stream.getvalue() == data
             text = data.decode("utf-8")
             if fmt in ("jsonl", "json"):
-                recs = json.loads(text) if fmt == "json" else [json.loads(l) for l in text.splitlines()]
+                recs = (json.loads(text) if fmt == "json" else
+                        [json.loads(line) for line in text.splitlines()])
                 shapes = {"action" in r["meta"] for r in recs}
                 assert len(shapes) == 1
                 actions = [r["meta"]["action"] for r in recs] if shapes == {True} else None
             else:
                 rows = (list(csv.reader(io.StringIO(text, newline=""))) if fmt == "csv" else
-                        [records.decode_tsv_line(l) for l in text.split("\n")[:-1]])
+                        [records.decode_tsv_line(line) for line in text.split("\n")[:-1]])
                 assert rows[0][0] == "meta.ts"
                 actions = [r[1] for r in rows[1:]] if rows[0][1] == "meta.action" else None
         assert result.rows > 0
@@ -431,7 +432,10 @@ def test_an_empty_window_handed_back_again_does_not_stall_the_chain(sim):
 def test_a_job_still_pending_at_the_deadline_is_given_up_with_exit_11(make_simulator):
     sim = make_simulator(job_wait=600)
     sleeper = Sleeper()
-    virtual_time = lambda: sum(sleeper.delays)  # the clock moves only by the waits asked for
+
+    def virtual_time():  # the clock moves only by the waits asked for
+        return sum(sleeper.delays)
+
     with connect(sim, sleeper=sleeper, monotonic=virtual_time, job_deadline=120) as dap:
         with pytest.raises(errors.ServiceUnavailable) as raised:
             dap.run(SnapshotQuery("canvas", "accounts"))

@@ -76,7 +76,8 @@ def test_empty_part_is_not_a_finished_gzip_stream():
 
 
 @pytest.mark.parametrize("header,start", [("bytes 100-199/200", 100), ("bytes 0-9/*", 0),
-                                          (None, None), ("items 1-2/3", None), ("bytes */200", None)])
+                                          (None, None), ("items 1-2/3", None),
+                                          ("bytes */200", None)])
 def test_content_range_start(header, start):
     assert _content_range_start(header) == start
 

@@ -64,7 +64,7 @@ def test_timestamps_survive_exactly_in_every_row_group(tmp_path, whole_seconds):
              lines(5, 10, not whole_seconds), lines(3, 15, True, far=True)]
     writer, frame = write(tmp_path, parts)
     assert writer.rows == len(frame) == 18
-    want = [__import__("json").loads(l) for part in parts for l in part]
+    want = [__import__("json").loads(line) for part in parts for line in part]
     for row, record in zip(frame.to_dict("records"), want):
         ts = dt.datetime.fromisoformat(record["meta"]["ts"].replace("Z", "+00:00"))
         assert row["meta.ts"].to_pydatetime() == ts
@@ -100,7 +100,7 @@ def test_a_restarted_part_leaves_no_trace(tmp_path):
 def test_column_values_are_those_of_the_cores_record_layout():
     """The Parquet path extracts a batch column by column: the values are the core's."""
     import json
-    batch = [json.loads(l) for l in lines(40, whole_seconds=False)]
+    batch = [json.loads(line) for line in lines(40, whole_seconds=False)]
     batch.append({"key": {"id": 99}, "value": None, "meta": {"ts": "2024-01-01T00:00:00Z",
                                                             "action": "D"}})
     for mode in ("expanded", "condensed"):
