@@ -21,11 +21,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from .errors import ChainError, DapError, InvalidInput, StateConflict, StateCorrupt
 from .jobs import CompleteIncremental, CompleteSnapshot
-from .queries import IncrementalQuery, Query, check_name
+from .queries import IncrementalQuery, Query, SnapshotQuery, check_name
 from .timestamps import format_timestamp, parse_timestamp
 
 __all__ = [
-    "next_since", "next_query", "Checkpoint", "State", "advance", "since_for",
+    "next_since", "Checkpoint", "State", "advance", "since_for", "chained_query",
     "state_to_text", "state_from_text", "STATE_VERSION",
 ]
 
@@ -42,12 +42,6 @@ def next_since(job: Any) -> datetime:
     if isinstance(job, CompleteIncremental):
         return job.until
     raise ChainError("job %s is not complete: nothing to chain from" % getattr(job, "id", job))
-
-
-def next_query(query: Query, job: Any) -> IncrementalQuery:
-    """The incremental query that continues `query` after its result `job`."""
-    return IncrementalQuery(query.namespace, query.table, next_since(job),
-                            format=query.format, mode=query.mode)
 
 
 @dataclass(frozen=True)
@@ -118,6 +112,22 @@ def since_for(state: State, namespace: str, table: str,
                 format_timestamp(explicit), label, format_timestamp(checkpoint.next_since)),
             "leave --since out to continue the chain, or use another state file")
     return checkpoint.next_since
+
+
+def chained_query(state: Optional[State], kind: str, namespace: str, table: str, *,
+                  since: Union[str, datetime, None] = None,
+                  until: Union[str, datetime, None] = None,
+                  format: str = "jsonl", mode: Optional[str] = None) -> Query:
+    """The next query of (namespace, table): a snapshot, or an incremental from the table's
+    checkpoint in `state` (`since` only where it has none, see `since_for`; with no state,
+    `since` itself)."""
+    if kind == "snapshot":
+        return SnapshotQuery(namespace, table, format, mode)
+    if kind != "incremental":
+        raise ValueError("a query is a snapshot or an incremental, not %r" % (kind,))
+    if state is not None:
+        since = since_for(state, namespace, table, since)
+    return IncrementalQuery(namespace, table, since, until, format, mode)  # type: ignore[arg-type]
 
 
 # -- the state file's text --------------------------------------------------------------------

@@ -9,20 +9,15 @@ Names sort by table and then by time, and say what they hold without opening the
 """
 from __future__ import annotations
 
-import posixpath
 from typing import Any, Dict, Optional
-from urllib.parse import unquote, urlsplit
 
 from .chain import next_since
-from .errors import UnexpectedAnswer
 from .jobs import CompleteIncremental, CompleteSnapshot
 from .queries import check_name, parse_format
 from .timestamps import format_timestamp, format_timestamp_basic
 
-__all__ = ["output_name", "meta_name", "job_metadata", "safe_filename", "filename_from_url",
-           "schema_name", "schema_metadata", "result_line", "summary_line"]
-
-_MAX_NAME = 255  # bytes in a file name on the common file systems
+__all__ = ["output_name", "meta_name", "job_metadata", "schema_name", "schema_metadata",
+           "result_line", "summary_line"]
 
 
 def _window(job: Any) -> str:
@@ -91,22 +86,3 @@ def summary_line(metadata: Dict[str, Any], where: str) -> str:
         metadata["namespace"], metadata["table"], metadata["kind"], when, rows,
         "s" * (rows != 1), where, metadata["next_since"])
 
-
-def safe_filename(name: str) -> str:
-    """A server-given name, refused unless it is a plain base name (no directory, no `..`,
-    no control characters, not hidden): it must never choose a path outside the output."""
-    if not isinstance(name, str):
-        raise UnexpectedAnswer("a file name from DAP is not text")
-    bad = (not name or name in (".", "..") or ".." in name or "/" in name or "\\" in name
-           or name.startswith(".") or len(name.encode("utf-8", "replace")) > _MAX_NAME
-           or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or ":" in name)
-    if bad:
-        raise UnexpectedAnswer("DAP offered an unsafe file name %r" % name[:80])
-    return name
-
-
-def filename_from_url(url: str) -> str:
-    """The last path segment of a (pre-signed) URL, decoded and checked by `safe_filename`;
-    the query string, where the signature lives, is never part of it."""
-    path = urlsplit(url).path
-    return safe_filename(unquote(posixpath.basename(path)))

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dap_core.chain import (
-    Checkpoint, State, advance, next_query, next_since, since_for, state_from_text, state_to_text,
+    Checkpoint, State, advance, chained_query, next_since, since_for, state_from_text,
+    state_to_text,
 )
 from dap_core.errors import ChainError, InvalidInput, StateConflict, StateCorrupt
 from dap_core.jobs import CompleteIncremental, CompleteSnapshot, PendingJob
@@ -34,20 +35,35 @@ def test_a_snapshot_at_is_the_next_since_and_an_incremental_until_after_that():
         next_since(PendingJob("j", "running"))
 
 
-def test_next_query_keeps_namespace_table_format_and_mode():
-    query = SnapshotQuery("canvas", "accounts", format="csv", mode="condensed")
-    assert next_query(query, snapshot(T0)) == IncrementalQuery(
+def test_the_chained_query_continues_from_the_checkpoint_with_format_and_mode():
+    state = advance(State(), "canvas", "accounts", snapshot(T0))
+    assert chained_query(state, "incremental", "canvas", "accounts", format="csv",
+                         mode="condensed") == IncrementalQuery(
         "canvas", "accounts", T0, format="csv", mode="condensed")
+    assert chained_query(state, "snapshot", "canvas", "accounts", format="csv") == \
+        SnapshotQuery("canvas", "accounts", format="csv")
+    until = T0 + timedelta(hours=1)
+    assert chained_query(None, "incremental", "canvas", "users", since=T0, until=until) == \
+        IncrementalQuery("canvas", "users", T0, until)
+
+
+def test_a_chained_query_needs_a_checkpoint_or_since_and_never_contradicts_the_checkpoint():
+    with pytest.raises(InvalidInput):
+        chained_query(State(), "incremental", "canvas", "accounts")
+    with pytest.raises(InvalidInput):
+        chained_query(None, "incremental", "canvas", "accounts")
+    state = advance(State(), "canvas", "accounts", snapshot(T0))
+    with pytest.raises(StateConflict):
+        chained_query(state, "incremental", "canvas", "accounts", since=T0 + timedelta(hours=1))
 
 
 @settings(max_examples=200, deadline=None)
 @given(steps)
 def test_chained_windows_tile_the_timeline_without_gap_or_overlap(durations):
-    query, job = SnapshotQuery("canvas", "accounts"), snapshot(T0)
-    state = advance(State(), "canvas", "accounts", job)
+    state = advance(State(), "canvas", "accounts", snapshot(T0))
     windows = []
     for n, seconds in enumerate(durations):
-        query = next_query(query, job)
+        query = chained_query(state, "incremental", "canvas", "accounts")
         # the service answers `until`: as far as it has data, at or after `since`
         job = incremental(query.since, query.since + timedelta(seconds=seconds), "inc-%d" % n)
         state = advance(state, "canvas", "accounts", job)
