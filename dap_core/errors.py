@@ -195,6 +195,10 @@ class OutputError(DapError):
     default_hint = "check free space and permissions of the output directory"
 
 
+#: what to do when writing to stdout fails (there is no output directory to blame)
+STDOUT_HINT = "check the free space of the file or device that stdout goes to"
+
+
 class PartialFailure(DapError):
     """Several tables were asked for and some failed; the others' outputs are whole."""
 

@@ -41,8 +41,7 @@ __all__ = ["Client", "DownloadResult", "Progress"]
 
 log = logging.getLogger("dap.client")
 
-#: what to do when writing to stdout fails (not the output directory: there is none)
-STDOUT_HINT = "check the free space of the file or device that stdout goes to"
+STDOUT_HINT = errors.STDOUT_HINT
 
 
 @dataclass(frozen=True)
@@ -255,7 +254,7 @@ class Client:
     def download_many(self, queries, directory: str, concurrency: Optional[int] = None
                       ) -> Iterator[Tuple[Any, Optional[DownloadResult], Optional[BaseException]]]:
         """``run`` and ``download`` of several queries at once (``concurrency`` tables at a
-        time, default 4): ``(query, result, None)`` or ``(query, None, error)`` as each
+        time, default 8): ``(query, result, None)`` or ``(query, None, error)`` as each
         completes; one failing stops none of the others."""
         def work(query) -> DownloadResult:
             with pipeline.table_context("%s.%s" % (query.namespace, query.table)):
@@ -263,6 +262,18 @@ class Client:
 
         return pipeline.run_concurrently(list(queries), work,
                                          concurrency or pipeline.DEFAULT_CONCURRENCY)
+
+    def download_chained(self, state_path: Optional[str], namespace: str, tables=None,
+                         directory: Optional[str] = None, **options: Any) -> Iterator[
+                             Tuple[Any, Optional[DownloadResult], Optional[BaseException]]]:
+        """Each table continued from its checkpoint in the state file ``state_path``: its
+        query made from the checkpoint (``since`` only for a table that has none), run,
+        written into ``directory`` (or ``stream=``), and only then its checkpoint moved.
+        ``kind="snapshot"`` starts (or restarts) the chains.  ``(query, result, None)`` or
+        ``(query, None, error)`` as each table completes; see
+        :func:`dap_core.shell.state.download_chained` for every option."""
+        from .state import download_chained
+        return download_chained(self, state_path, namespace, tables, directory, **options)
 
     def load(self, job, sink, label: Optional[str] = None) -> None:
         """Stream the job's parts, in order, into ``sink``: an object with ``begin_part(i)``,

@@ -9,19 +9,25 @@ Several runs may share one state file (one per table, from cron).  ``save_checkp
 one table's checkpoint under an exclusive ``flock`` of the sidecar ``<state file>.lock``: it
 re-reads the file under the lock and changes only that table's checkpoint, so no run writes
 back another's stale copy.  The lock file stays (removing it would race with a waiting run).
+
+``download_chained`` is the whole chain of several tables as one call (``Client`` has it as
+a method): each table's query from its checkpoint, its output, then its checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator, Optional, Sequence, Tuple
 
 from .. import chain, errors
+from ..queries import check_stdout_format
+from .pipeline import DEFAULT_CONCURRENCY, run_concurrently, table_context
 from .sinks import write_file_atomically
 
 __all__ = ["load_state", "save_state", "save_checkpoint", "state_lock", "lock_path",
-           "check_state_path"]
+           "check_state_path", "download_chained"]
 
 #: how long a run waits for another run's lock on the state file (held for milliseconds
 #: by a healthy run) before it gives up
@@ -130,3 +136,54 @@ def save_state(path: str, state: "chain.State") -> None:
         raise errors.OutputError("writing the state file %s failed: %s" % (
             path, exc.strerror or exc), "check the free space and permissions of the "
             "state file's directory, then run again (the checkpoint did not move)") from exc
+
+
+def download_chained(client: Any, state_path: Optional[str], namespace: str,
+                     tables: Optional[Sequence[str]] = None, directory: Optional[str] = None,
+                     *, stream: Optional[BinaryIO] = None, kind: str = "incremental",
+                     since: Any = None, until: Any = None, format: str = "jsonl",
+                     mode: Optional[str] = None, name_table: Optional[bool] = None,
+                     concurrency: Optional[int] = None
+                     ) -> Iterator[Tuple[Any, Any, Optional[BaseException]]]:
+    """The chain of each table, ``concurrency`` tables at once: its query from its
+    checkpoint in the state file ``state_path`` (``chain.chained_query``), its job run, its
+    result written into ``directory`` or to ``stream``, and then, only once that output is
+    committed, its checkpoint moved (``save_checkpoint``).
+
+    ``(query, DownloadResult, None)`` or ``(query, None, error)`` as each table completes;
+    one failing stops none of the others.  Every query is made before the first job starts,
+    so a corrupt state file, a table without a checkpoint and no ``since``, or a ``since``
+    that contradicts a checkpoint raise here, before any request (but the table list when
+    ``tables`` is None: every table of the namespace).  ``state_path`` None: no checkpoints
+    (an incremental needs ``since``).  On ``stream`` one table's records go out whole, never
+    mixed with another's; ``name_table`` (default: with more than one table) puts
+    ``"table"`` first in each record."""
+    if (directory is None) == (stream is None):
+        raise errors.InvalidInput("the results go to a directory or to a stream: give one")
+    state = None
+    if state_path is not None:
+        check_state_path(state_path)
+        state = load_state(state_path)
+    names = list(tables) if tables is not None else client.list_tables(namespace)
+    if stream is not None:
+        if name_table is None:
+            name_table = tables is None or len(names) > 1
+        check_stdout_format(format, name_table)
+    # made here, not in the workers: a table whose query is refused stops the run at once
+    queries = [chain.chained_query(state, kind, namespace, table, since=since, until=until,
+                                   format=format, mode=mode) for table in names]
+    one_at_a_time = threading.Lock()
+
+    def work(query: Any) -> Any:
+        with table_context("%s.%s" % (query.namespace, query.table)):
+            job = client.run(query)
+            if stream is not None:
+                with one_at_a_time:
+                    result = client.write_records(job, query, stream, name_table=bool(name_table))
+            else:
+                result = client.download(job, query, directory)
+            if state_path is not None:
+                save_checkpoint(state_path, query.namespace, query.table, job)
+            return result
+
+    return run_concurrently(queries, work, concurrency or DEFAULT_CONCURRENCY)
