@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .. import errors
+from .. import errors, transfer
 from . import fast
 from .http import describe_answer, describe_network_error, log_retry, tls_failure
 
@@ -38,7 +38,9 @@ CHUNK_SIZE = 256 * 1024
 #: blow up memory)
 MAX_OUTPUT = 1024 * 1024
 #: how many times one part may be downloaded from its first byte before it counts as corrupt
-MAX_DOWNLOADS = 5
+MAX_DOWNLOADS = transfer.MAX_DOWNLOADS
+#: the first byte of a ``Content-Range`` (the core reads it; tests name it here)
+_content_range_start = transfer.content_range_start
 
 
 #: a gzip member's first bytes: its magic and the method (deflate)
@@ -181,17 +183,6 @@ class PartStats:
                                        self.downloads, self.url_refreshes))
 
 
-def _content_range_start(value: Optional[str]) -> Optional[int]:
-    """The first byte of ``Content-Range: bytes A-B/L``, or None."""
-    if not value:
-        return None
-    unit, _, rest = value.strip().partition(" ")
-    if unit.lower() != "bytes":
-        return None
-    first = rest.partition("-")[0].strip()
-    return int(first) if first.isdigit() else None
-
-
 def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[bytes], None],
                restart: Callable[[], None], *, label: str = "part",
                chunk_size: int = CHUNK_SIZE, max_downloads: int = MAX_DOWNLOADS,
@@ -201,134 +192,143 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
     ``restart()`` is called before the part is fed again from its first byte (the caller
     rolls its output back to where the part began).  Exceptions raised by ``feed`` or
     ``restart`` (the output failing) propagate unchanged.  Returns :class:`PartStats`.
+    What to do after each event is ``transfer.PartDownload``'s to decide; this performs it.
     """
-    network_errors = transport.network_errors
+    part = transfer.PartDownload(label, max_downloads, transport.retry_policy)
+    output = _PartOutput(part, feed, restart)
     stats = PartStats()
-    gunzip: Optional[Gunzip] = None
-    offset = 0
-    attempt = 0  # failed requests since the last progress, for the retry policy
-    started = transport.monotonic()
-    fed = False
-
-    def fresh_start() -> Gunzip:
-        nonlocal offset, fed
-        if stats.downloads >= max_downloads:
-            raise errors.ServiceUnavailable(
-                "%s stayed corrupt after %d downloads" % (label, stats.downloads),
-                "run the command again; if it persists, the stored result is damaged: "
-                "run the query again later")
-        stats.downloads += 1
-        if fed:
-            restart()
-            fed = False
-        offset = 0
-        return Gunzip()
-
-    def emit(data: bytes) -> None:
-        nonlocal fed
-        fed = True
-        feed(data)
-
-    def failed(answer) -> None:
-        """A request failed: the core decides (bounded by its attempts since the last
-        progress): ask for a fresh URL, or wait, or raise its error."""
-        nonlocal attempt
-        attempt += 1
-        decision = transport.decide(answer, attempt, started)
-        if decision.action == "refresh_url":
-            stats.url_refreshes += 1
-            log.info("%s: download URL refused (%s); asking for a fresh one", label,
-                     describe_answer(answer))
-            urls.refresh(object_id)
-            return
-        if decision.action == "retry":
-            log_retry(label, answer, decision.delay, attempt, transport.retry_policy)
-            transport.wait(label, describe_answer(answer), decision.delay)
-            return
-        if decision.action == "ok":  # pragma: no cover - a 206 for offset 0
-            raise errors.UnexpectedAnswer("%s: unexpected HTTP %s" % (label, answer.status))
-        raise decision.error or answer.error
-
-    gunzip = fresh_start()
-    while True:
-        url = urls.get(object_id)
-        headers = {"Range": "bytes=%d-" % offset} if offset else {}
+    decision = part.begin(transport.monotonic())
+    while isinstance(decision, transfer.Fetch):
+        output.prepare(decision)
+        _before_fetch(transport, urls, object_id, part, decision, stats)
         stats.requests += 1
-        try:
-            resp = transport.open_stream(url, headers=headers)
-        except network_errors as exc:
-            log.debug("%s: request failed: %s", label, describe_network_error(exc, url))
-            tls = tls_failure(exc, label, url)
-            if tls is not None:
-                raise tls from None
-            failed(transport.answer_for("download", None, None, None, exc, url=url))
-            continue
-        whole = False  # the body was read to its end: the connection may be reused
-        try:
-            status = resp.status
-            log.debug("%s: GET%s -> %d", label, " from byte %d" % offset if offset else "", status)
-            if status == 416 or (offset and status == 200):
-                # the server cannot (or will not) resume here: start the part over
-                log.info("%s: cannot resume at byte %d (HTTP %d); downloading it again",
-                         label, offset, status)
-                gunzip = fresh_start()
-                if status == 416:
-                    continue
-            elif offset and status == 206:
-                if _content_range_start(resp.headers.get("Content-Range")) != offset:
-                    log.info("%s: resumed at the wrong offset; downloading it again", label)
-                    gunzip = fresh_start()
-                    continue
-            elif status == 206 or not 200 <= status < 300:
-                failed(transport.answer_for("download", status, resp.headers,
-                                            _read_small(resp, network_errors)))
-                continue
+        decision = _fetch(transport, urls.get(object_id), part, output, chunk_size, on_bytes)
+    if isinstance(decision, transfer.GiveUp):
+        raise decision.error
+    stats.compressed = decision.compressed
+    stats.decompressed = output.gunzip.decompressed
+    stats.downloads = part.downloads
+    return stats
 
-            # stream the body
-            stream = resp.stream(chunk_size, decode_content=False)
-            cut = None
-            while True:
-                try:
-                    chunk = next(stream)
-                except StopIteration:
-                    break
-                except network_errors as exc:
-                    cut = exc
-                    break
-                if not chunk:
-                    continue
-                offset += len(chunk)
-                attempt = 0  # progress: the retry budget starts again
-                started = transport.monotonic()
-                try:
-                    gunzip.feed(chunk, emit)
-                except CorruptPart as exc:
-                    log.warning("%s: %s; downloading it again", label, exc)
-                    gunzip = fresh_start()
-                    cut = False
-                    break
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-            if cut is False:
-                continue
-            if cut is not None:
-                log.info("%s: connection cut after %d bytes (%s); resuming", label, offset,
-                         describe_network_error(cut, url))
-                failed(transport.answer_for("download", None, None, None, cut, url=url))
-                continue
-            if not gunzip.finished():
-                log.warning("%s: gzip stream ends early after %d bytes; downloading it again",
-                            label, offset)
-                gunzip = fresh_start()
-                continue
-            whole = True
-            stats.compressed = offset
-            stats.decompressed = gunzip.decompressed
-            return stats
-        finally:
-            if not whole:
-                resp.close()  # unread bytes must not poison a pooled connection
-            resp.release_conn()
+
+class _PartOutput:
+    """The part's decompressor and the caller's output, as the decisions reset them."""
+
+    __slots__ = ("gunzip", "_part", "_feed", "_restart")
+
+    def __init__(self, part: transfer.PartDownload, feed: Callable[[bytes], None],
+                 restart: Callable[[], None]) -> None:
+        self.gunzip = Gunzip()
+        self._part = part
+        self._feed = feed
+        self._restart = restart
+
+    def prepare(self, decision) -> None:
+        if decision.rollback:
+            self._restart()
+        if decision.fresh:
+            self.gunzip = Gunzip()
+
+    def inflate(self, chunk: bytes) -> None:
+        self.gunzip.feed(chunk, self._emit)
+
+    def _emit(self, data: bytes) -> None:
+        self._part.passed_on()
+        self._feed(data)
+
+
+def _before_fetch(transport, urls: ObjectUrls, object_id: str, part: transfer.PartDownload,
+                  decision: transfer.Fetch, stats: PartStats) -> None:
+    """A fresh URL or a wait, when the last failure called for one."""
+    label, failure = part.label, part.failure
+    if decision.refresh_url:
+        stats.url_refreshes += 1
+        log.info("%s: download URL refused (%s); asking for a fresh one", label,
+                 describe_answer(failure))
+        urls.refresh(object_id)
+    if decision.wait:
+        log_retry(label, failure, decision.wait, part.attempt, transport.retry_policy)
+        transport.wait(label, describe_answer(failure), decision.wait)
+
+
+def _fetch(transport, url: str, part: transfer.PartDownload, output: _PartOutput,
+           chunk_size: int, on_bytes: Optional[Callable[[int], None]]):
+    """One request for the part, its body streamed when the answer allows: the next
+    decision."""
+    label, offset, network_errors = part.label, part.offset, transport.network_errors
+    headers = {"Range": "bytes=%d-" % offset} if offset else {}
+    try:
+        resp = transport.open_stream(url, headers=headers)
+    except network_errors as exc:
+        log.debug("%s: request failed: %s", label, describe_network_error(exc, url))
+        tls = tls_failure(exc, label, url)
+        if tls is not None:
+            raise tls from None
+        return _failed(transport, part, transport.answer_for("download", None, None, None,
+                                                             exc, url=url))
+    whole = False  # the body was read to its end: the connection may be reused
+    try:
+        status = resp.status
+        log.debug("%s: GET%s -> %d", label, " from byte %d" % offset if offset else "", status)
+        decision = part.answered(status, resp.headers.get("Content-Range"))
+        _log_start_over(label, offset, status, decision)
+        if isinstance(decision, transfer.ReportFailure):
+            return _failed(transport, part, transport.answer_for(
+                "download", status, resp.headers, _read_small(resp, network_errors)))
+        if not isinstance(decision, transfer.ReadBody):
+            return decision
+        output.prepare(decision)
+        decision = _stream(transport, url, resp, part, output, chunk_size, on_bytes)
+        whole = isinstance(decision, transfer.Done)
+        return decision
+    finally:
+        if not whole:
+            resp.close()  # unread bytes must not poison a pooled connection
+        resp.release_conn()
+
+
+def _log_start_over(label: str, offset: int, status: int, decision) -> None:
+    if status == 416 or (offset and status == 200):
+        log.info("%s: cannot resume at byte %d (HTTP %d); downloading it again",
+                 label, offset, status)
+    elif offset and status == 206 and not isinstance(decision, transfer.ReadBody):
+        log.info("%s: resumed at the wrong offset; downloading it again", label)
+
+
+def _stream(transport, url: str, resp, part: transfer.PartDownload, output: _PartOutput,
+            chunk_size: int, on_bytes: Optional[Callable[[int], None]]):
+    """The body into the decompressor: the decision after its end, a cut or corrupt data."""
+    label, network_errors = part.label, transport.network_errors
+    stream = resp.stream(chunk_size, decode_content=False)
+    while True:
+        try:
+            chunk = next(stream)
+        except StopIteration:
+            break
+        except network_errors as exc:
+            log.info("%s: connection cut after %d bytes (%s); resuming", label, part.offset,
+                     describe_network_error(exc, url))
+            answer = transport.answer_for("download", None, None, None, exc, url=url)
+            return part.cut(answer, transport.monotonic(), transport.rng.random())
+        if not chunk:
+            continue
+        part.received(len(chunk), transport.monotonic())
+        try:
+            output.inflate(chunk)
+        except CorruptPart as exc:
+            log.warning("%s: %s; downloading it again", label, exc)
+            return part.corrupt()
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+    whole = output.gunzip.finished()
+    if not whole:
+        log.warning("%s: gzip stream ends early after %d bytes; downloading it again",
+                    label, part.offset)
+    return part.ended(whole)
+
+
+def _failed(transport, part: transfer.PartDownload, answer):
+    return part.failed(answer, transport.monotonic(), transport.rng.random())
 
 
 def _read_small(resp, network_errors, limit: int = 64 * 1024) -> Optional[bytes]:
