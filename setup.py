@@ -49,6 +49,8 @@ setup(
                  "coverage>=7.10; python_version >= '3.9'",
                  "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2",
                  "isal>=1.0", "orjson>=3.6",  # both paths of the extra fast are tested
+                 # a second reader of every Parquet file the tests write (tests/parquet_readers.py)
+                 "pyarrow>=16,<27; python_version >= '3.9'",
                  "backports.zoneinfo>=0.2.1; python_version < '3.9'"]
                 + [r + "; python_version >= '3.9'" for r in PARQUET],  # 3.8: Parquet skipped
     },
