@@ -9,9 +9,10 @@ The lifecycle, as h11 states its own (rules first, then the table):
 - `complete` and `failed` are terminal: nothing follows them.
 
 What to do with a job just handed out (`decide_created_job`), first rule that applies:
-failed -> fail; expires within the margin -> renew; not terminal -> poll; an incremental
-complete at creation with an empty window, asked again fewer than ASK_AGAIN_LIMIT times ->
-ask_again; else use.
+failed -> fail; expires within the margin, renewed MAX_RENEWALS times already -> fail;
+expires within the margin -> renew; not terminal -> poll; an incremental complete at
+creation with an empty window, asked again fewer than ASK_AGAIN_LIMIT times -> ask_again;
+else use.  So one run starts at most 1 + MAX_RENEWALS + ASK_AGAIN_LIMIT jobs of a query.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ __all__ = [
     "WAITING", "RUNNING", "COMPLETE", "FAILED", "STATUSES", "TERMINAL", "TRANSITIONS",
     "check_transition", "is_terminal", "PendingJob", "CompleteSnapshot", "CompleteIncremental",
     "FailedJob", "JobError", "Job", "parse_job", "JobDecision", "decide_created_job",
-    "RENEW_GRACE", "ASK_AGAIN_LIMIT", "CompleteJob", "remaining", "looks_stale",
+    "RENEW_GRACE", "ASK_AGAIN_LIMIT", "MAX_RENEWALS", "CompleteJob", "remaining",
+    "looks_stale",
 ]
 
 WAITING, RUNNING, COMPLETE, FAILED = "waiting", "running", "complete", "failed"
@@ -46,6 +48,9 @@ RENEW_GRACE = 5.0
 # How many times one run asks again, with `since` written another way, after a complete job
 # with an empty window (each is a "start a query" call, 5 a minute).
 ASK_AGAIN_LIMIT = 3
+# How many times one run asks anew for a job handed out about to expire: a service that
+# keeps doing so is broken, and waiting on it would not end.
+MAX_RENEWALS = 3
 
 
 def is_terminal(status: str) -> bool:
@@ -216,7 +221,7 @@ class JobDecision:
 
     action: str
     wait: float = 0.0
-    error: Optional[JobFailed] = None
+    error: Optional[DapError] = None
     variant: int = 0
 
 
@@ -232,17 +237,19 @@ def looks_stale(job: Job) -> bool:
 
 
 def decide_created_job(job: Job, now: Union[datetime, float], margin_seconds: float = 600.0,
-                       asked_again: int = 0, variant: int = 0) -> JobDecision:
+                       asked_again: int = 0, variant: int = 0,
+                       renewed: int = 0) -> JobDecision:
     """Use, poll, renew, ask again or fail a job the service just handed out (possibly an old
     one). `asked_again`: how many times this run has asked again already; `variant`: the
-    body variant (`IncrementalQuery.body(variant=...)`) that this job answers, 0 the first."""
+    body variant (`IncrementalQuery.body(variant=...)`) that this job answers, 0 the first;
+    `renewed`: how many jobs about to expire this run has asked anew for already."""
     if isinstance(job, FailedJob):
         return JobDecision("fail", error=job.error.to_exception(job.id))
     now = _as_datetime(now)
     if job.expires_at is not None:
         left = (job.expires_at - now).total_seconds()
         if left <= margin_seconds:
-            return JobDecision("renew", wait=max(0.0, left) + RENEW_GRACE)
+            return _renew(job, left, renewed)
     if isinstance(job, PendingJob):
         return JobDecision("poll")
     if asked_again < ASK_AGAIN_LIMIT and looks_stale(job):
@@ -256,6 +263,14 @@ def decide_created_job(job: Job, now: Union[datetime, float], margin_seconds: fl
         following = variant + 1 if variant else 1 + int(now.timestamp() * 1000)
         return JobDecision("ask_again", variant=following)
     return JobDecision("use")
+
+
+def _renew(job: Job, left: float, renewed: int) -> JobDecision:
+    if renewed >= MAX_RENEWALS:
+        return JobDecision("fail", error=UnexpectedAnswer(
+            "DAP keeps handing out jobs about to expire (job %s, after %d asked anew)"
+            % (job.id, renewed)))
+    return JobDecision("renew", wait=max(0.0, left) + RENEW_GRACE)
 
 
 def remaining(job: Job, now: Union[datetime, float]) -> Optional[timedelta]:

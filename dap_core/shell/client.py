@@ -16,6 +16,7 @@ The client never prints, never exits, and keeps its state to itself; errors are 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -292,10 +293,8 @@ class Client:
         for index, object_id in enumerate(objects):
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, mode="w+b")
             with spool:
-                def restart() -> None:
-                    spool.seek(0)
-                    spool.truncate()
-                fetch_part(self._transport, urls, object_id, spool.write, restart,
+                fetch_part(self._transport, urls, object_id, spool.write,
+                           functools.partial(_empty, spool),
                            label="part %d of %d" % (index + 1, len(objects)))
                 urls.forget(object_id)
                 spool.seek(0)
@@ -388,6 +387,12 @@ def _check_job(job, query) -> None:
                                   "run the query with Client.run first")
     if kind != query.kind:
         raise errors.InvalidInput("the job is a %s, the query a %s" % (kind, query.kind))
+
+
+def _empty(spool) -> None:
+    """A part's spool back to nothing: the part is fed again from its first byte."""
+    spool.seek(0)
+    spool.truncate()
 
 
 def _unlink(path: str) -> None:

@@ -37,14 +37,18 @@ log = logging.getLogger("dap.session")
 TOKEN_MARGIN = 300.0
 #: requests per minute the service allows, for the calls that are paced
 PER_MINUTE = {"start_job": 5, "list_tables": 5}
-#: at most this many times a job about to expire is asked for anew
-MAX_RENEWALS = 3
 #: object ids per "object URLs" request
 URL_BATCH = 25
 
 
 def _path(*parts: str) -> str:
     return "/".join(quote(p, safe="") for p in parts)
+
+
+def _queued_before(recent, entry: List[Any]) -> List[List[Any]]:
+    """The entries of ``recent`` queued before ``entry`` (by identity: equal entries are
+    other calls)."""
+    return list(itertools.takewhile(lambda other: other is not entry, recent))
 
 
 class Session:
@@ -141,7 +145,7 @@ class Session:
                     before = list(recent)
                 else:  # it waited until its slot (a test's sleep may not have)
                     now = max(now, entry[0])
-                    before = list(itertools.takewhile(lambda e: e is not entry, recent))
+                    before = _queued_before(recent, entry)
                 times = tuple(max(t, now) if state == "sent" else t for t, state in before)
                 delay = policy.pace_delay(now, times, limit, self.pace_window)
                 if entry is None:
@@ -262,7 +266,8 @@ class Session:
             log.info("%s: %s job %s is %s", label, query.kind, job.id, job.status)
             self.transport.notify("job", label, job.id, job.status)
             decision = jobs.decide_created_job(job, self._now(), self.job_margin,
-                                               asked_again=asked_again, variant=variant)
+                                               asked_again=asked_again, variant=variant,
+                                               renewed=renewals)
             if decision.action == "fail":
                 raise decision.error
             if decision.action == "ask_again":
@@ -274,9 +279,6 @@ class Session:
             if decision.action == "use":
                 return job
             if decision.action == "renew":
-                if renewals == MAX_RENEWALS:
-                    raise errors.UnexpectedAnswer(
-                        "%s: DAP keeps handing out jobs about to expire" % label)
                 renewals += 1
                 log.info("%s: job %s expires soon; asking anew in %.0f s", label, job.id,
                          decision.wait)

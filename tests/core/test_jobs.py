@@ -6,8 +6,9 @@ from hypothesis import given, strategies as st
 
 from dap_core.errors import JobFailed, UnexpectedAnswer
 from dap_core.jobs import (
-    ASK_AGAIN_LIMIT, COMPLETE, FAILED, RENEW_GRACE, RUNNING, STATUSES, TERMINAL, TRANSITIONS,
-    WAITING, CompleteIncremental, CompleteSnapshot, FailedJob, PendingJob, check_transition,
+    ASK_AGAIN_LIMIT, COMPLETE, FAILED, MAX_RENEWALS, RENEW_GRACE, RUNNING, STATUSES, TERMINAL,
+    TRANSITIONS, WAITING, CompleteIncremental, CompleteSnapshot, FailedJob, JobError,
+    PendingJob, check_transition,
     decide_created_job, is_terminal, parse_job,
 )
 from dap_core.queries import IncrementalQuery
@@ -140,6 +141,76 @@ def test_renew_exactly_within_the_margin_and_wait_until_past_expiry(seconds_left
         assert NOW + timedelta(seconds=decision.wait) > job.expires_at
     else:
         assert decision.action == "use" and decision.wait == 0
+
+
+# -- renewals: a job handed out about to expire is asked for anew, a bounded number of times --
+
+def _expiring(seconds_left=60):
+    return CompleteSnapshot("j", NOW + timedelta(seconds=seconds_left), ("o",), 1, NOW)
+
+
+def test_a_job_about_to_expire_after_max_renewals_fails_as_unexpected():
+    decision = decide_created_job(_expiring(), NOW, 600, renewed=MAX_RENEWALS)
+    assert decision.action == "fail" and isinstance(decision.error, UnexpectedAnswer)
+    assert "about to expire" in str(decision.error) and decision.error.exit_status == 11
+    assert decide_created_job(_expiring(), NOW, 600, renewed=MAX_RENEWALS - 1).action == "renew"
+
+
+@given(st.integers(0, 2 * MAX_RENEWALS), st.integers(-7200, 7200), st.integers(0, 3600),
+       st.booleans())
+def test_renew_or_give_up_depends_on_renewals_only_when_the_job_is_about_to_expire(
+        renewed, seconds_left, margin, pending):
+    expires_at = NOW + timedelta(seconds=seconds_left)
+    job = PendingJob("j", WAITING, expires_at) if pending else \
+        CompleteSnapshot("j", expires_at, ("o",), 1, NOW)
+    decision = decide_created_job(job, NOW, margin, renewed=renewed)
+    if seconds_left > margin:
+        assert decision == decide_created_job(job, NOW, margin)
+        assert decision.action in ("poll", "use")
+    elif renewed < MAX_RENEWALS:
+        assert decision.action == "renew"
+    else:
+        assert decision.action == "fail" and isinstance(decision.error, UnexpectedAnswer)
+
+
+def _created_jobs():
+    """Jobs "start a query" may hand out: pending, complete (empty window or not), failed,
+    each far from expiry or about to expire."""
+    at = datetime(2024, 7, 13, 9, 30, tzinfo=UTC)
+    expiry = st.sampled_from([None, NOW + timedelta(seconds=30), NOW + timedelta(days=1)])
+    return st.one_of(
+        st.builds(PendingJob, st.just("j"), st.sampled_from([WAITING, RUNNING]), expiry),
+        st.builds(CompleteSnapshot, st.just("j"), expiry, st.just(("o",)), st.just(1),
+                  st.just(at)),
+        st.builds(CompleteIncremental, st.just("j"), expiry, st.just(("o",)), st.just(1),
+                  st.just(at), st.sampled_from([at, NOW])),
+        st.builds(FailedJob, st.just("j"), expiry, st.just(JobError(None, None, "x"))),
+    )
+
+
+@given(st.lists(_created_jobs(), min_size=1 + MAX_RENEWALS + ASK_AGAIN_LIMIT,
+                max_size=1 + MAX_RENEWALS + ASK_AGAIN_LIMIT))
+def test_a_run_starts_a_bounded_number_of_jobs_and_gives_up_exactly_past_max_renewals(
+        answers):
+    """The session's loop, counting as it does: whatever jobs the service hands out, the
+    run ends (use, poll or fail) by its 1 + MAX_RENEWALS + ASK_AGAIN_LIMIT-th job."""
+    renewed = asked_again = variant = started = 0
+    for job in answers:
+        started += 1
+        decision = decide_created_job(job, NOW, 600, asked_again, variant, renewed)
+        expiring = job.expires_at is not None and job.expires_at - NOW <= timedelta(minutes=10)
+        gives_up = expiring and not isinstance(job, FailedJob) and renewed == MAX_RENEWALS
+        assert (decision.action == "fail" and isinstance(decision.error, UnexpectedAnswer)) \
+            == gives_up
+        if decision.action == "renew":
+            renewed += 1
+        elif decision.action == "ask_again":
+            asked_again, variant = asked_again + 1, decision.variant
+        else:
+            break
+    assert decision.action in ("use", "poll", "fail")
+    assert renewed <= MAX_RENEWALS and asked_again <= ASK_AGAIN_LIMIT
+    assert started == 1 + renewed + asked_again
 
 
 # -- an empty window at creation: perhaps an old job the service deduplicated ----------------
