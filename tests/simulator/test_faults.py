@@ -235,3 +235,68 @@ def test_a_504_on_starting_a_job_comes_after_the_job_was_made(make_simulator):
     started = [r for r in sim.requests if r["path"].endswith("/data")]
     assert [r["status"] for r in started] == [500, 502, 503, 504]
     assert len(sim.service.jobs) == 1, "only the 504 left a job behind"
+
+
+def test_refuse_ranges_answers_the_first_ranged_downloads_416(make_simulator):
+    sim = make_simulator(refuse_ranges=2)
+    url = first_url(sim)
+    full = request("GET", url).body
+    answers = [request("GET", url, headers={"Range": "bytes=10-"}) for _ in range(3)]
+    assert [a.status for a in answers] == [416, 416, 206]
+    assert answers[0].headers["Content-Range"] == f"bytes */{len(full)}"
+    assert answers[2].body == full[10:]
+    assert sim.fault_counts["refuse_range"] == 2
+
+
+def test_ignore_ranges_answers_200_with_the_whole_object(make_simulator):
+    sim = make_simulator(ignore_ranges=1)
+    url = first_url(sim)
+    ignored = request("GET", url, headers={"Range": "bytes=10-"})
+    assert ignored.status == 200 and "Content-Range" not in ignored.headers
+    assert ignored.body == request("GET", url).body
+    assert request("GET", url, headers={"Range": "bytes=10-"}).status == 206
+    assert sim.fault_counts["ignore_range"] == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_misplace_ranges_answers_206_from_another_byte_as_content_range_says(make_simulator,
+                                                                            seed):
+    sim = make_simulator(misplace_ranges=1, seed=seed)
+    url = first_url(sim)
+    full = request("GET", url).body
+    size = len(full)
+    misplaced = request("GET", url, headers={"Range": "bytes=10-"})
+    unit, _, span = misplaced.headers["Content-Range"].partition(" ")
+    start = int(span.partition("-")[0])
+    assert misplaced.status == 206 and unit == "bytes" and start != 10
+    assert span == f"{start}-{size - 1}/{size}" and misplaced.body == full[start:]
+    assert request("GET", url, headers={"Range": "bytes=10-"}).body == full[10:]
+    assert sim.fault_counts["misplace_range"] == 1
+
+
+def test_misplaced_starts_are_seeded(make_simulator):
+    def starts(seed):
+        sim = make_simulator(misplace_ranges=3, seed=seed)
+        url = first_url(sim)
+        return [request("GET", url, headers={"Range": "bytes=10-"}).headers["Content-Range"]
+                for _ in range(3)]
+    assert starts(5) == starts(5)
+
+
+def test_range_faults_leave_downloads_without_a_range_alone(make_simulator):
+    sim = make_simulator(refuse_ranges=1, ignore_ranges=1, misplace_ranges=1)
+    url = first_url(sim)
+    assert [request("GET", url).status for _ in range(3)] == [200] * 3
+    assert sim.fault_counts["refuse_range"] == 0
+
+
+def test_expiring_jobs_makes_the_first_jobs_expire_within_a_minute(make_simulator):
+    clock = FakeClock()
+    sim = make_simulator(expiring_jobs=1, clock=clock)
+    api = Api(sim)
+    first = api.start("canvas", "accounts", {"format": "jsonl"}).json
+    assert first["expires_at"] == "2026-01-01T00:01:00Z"
+    clock.advance(60)
+    second = api.start("canvas", "accounts", {"format": "jsonl"}).json
+    assert second["id"] != first["id"] and second["expires_at"] == "2026-01-02T00:01:00Z"
+    assert sim.fault_counts["expiring_job"] == 1
