@@ -21,7 +21,9 @@ Example::
 Names (imported lazily, so ``import dap_core`` costs almost nothing):
 
 * :class:`Client` -- a session with the API: ``list_tables``, ``get_schema``, ``run``,
-  ``download``, ``write_records``, ``iter_records``; a context manager.
+  ``download``, ``write_records``, ``iter_records``, ``download_many``, and
+  ``download_chained`` (each table continued from its checkpoint in a state file, the
+  checkpoint moved once the output is committed); a context manager.
 * :class:`DownloadResult` -- what ``Client.download`` wrote.
 * :class:`Replica` -- DAP tables kept in a database (SQLite, PostgreSQL, MySQL/MariaDB):
   ``init``, ``sync``, ``drop``, ``list``; :class:`ReplicaResult` -- what one of them did.

@@ -39,7 +39,7 @@ __all__ = [
     "OutOfRange", "SnapshotRequired", "JobFailed", "ServiceUnavailable", "RateLimited",
     "UnexpectedAnswer", "OutputError", "PartialFailure", "DatabaseError", "DatabaseBusy",
     "SchemaChangeRefused", "AlreadyInitialized", "Terminated", "EXIT_STATUSES",
-    "exit_status_for",
+    "exit_status_for", "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE", "EXIT_TERMINATED", "STDOUT_HINT",
     "error_from_answer", "one_line",
 ]
 
@@ -235,6 +235,12 @@ class SchemaChangeRefused(DatabaseError):
     default_hint = "rebuild the table with dap initdb --replace"
 
 
+#: exit statuses that no error class carries: 128 + the signal, as a shell reports a process
+#: the signal killed, so that `set -o pipefail` scripts and service managers can tell
+EXIT_INTERRUPTED = 130  # SIGINT, Ctrl-C
+EXIT_BROKEN_PIPE = 141  # SIGPIPE: not everything was delivered, no checkpoint moved
+EXIT_TERMINATED = 143  # SIGTERM
+
 # The one table of exit statuses; tests check it against the classes above.
 EXIT_STATUSES: Tuple[Tuple[int, Optional[str], str], ...] = (
     (0, None, "success"),
@@ -260,10 +266,11 @@ EXIT_STATUSES: Tuple[Tuple[int, Optional[str], str], ...] = (
     (15, "DatabaseBusy", "another run holds the table's lock in the database"),
     (16, "SchemaChangeRefused", "the table's new schema cannot be applied in place: "
                                 "initdb --replace"),
-    (130, None, "interrupted (SIGINT)"),
-    (141, None, "stdout was closed early (SIGPIPE): not everything was delivered, no "
-                "checkpoint moved"),
-    (143, None, "terminated (SIGTERM): cleaned up like an interrupt, no checkpoint moved"),
+    (EXIT_INTERRUPTED, None, "interrupted (SIGINT)"),
+    (EXIT_BROKEN_PIPE, None, "stdout was closed early (SIGPIPE): not everything was "
+                             "delivered, no checkpoint moved"),
+    (EXIT_TERMINATED, None, "terminated (SIGTERM): cleaned up like an interrupt, no "
+                            "checkpoint moved"),
 )
 
 
@@ -273,14 +280,16 @@ class Terminated(KeyboardInterrupt):
 
 
 def exit_status_for(error: BaseException) -> int:
-    """The exit status the program ends with for `error`."""
+    """The exit status the program ends with for `error` (a bug: DapError's, 1)."""
     if isinstance(error, Terminated):
-        return 143
+        return EXIT_TERMINATED
     if isinstance(error, KeyboardInterrupt):
-        return 130
+        return EXIT_INTERRUPTED
+    if isinstance(error, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
     if isinstance(error, DapError):
         return error.exit_status
-    return 1
+    return DapError.exit_status
 
 
 # -- mapping an HTTP answer ---------------------------------------------------------------------

@@ -21,3 +21,14 @@ def test_the_wrong_word_is_named_with_what_was_meant(simulator, argv, words):
     line = assert_one_line_error(run_dap(*argv, sim=simulator), 2, *words)
     assert "not understood" not in line
     assert simulator.requests == []
+
+
+def test_the_usage_texts_defaults_are_the_librarys():
+    """docopt's defaults are literal text in USAGE: they must say what the library does."""
+    from dap_core.shell.http import DEFAULT_TIMEOUT
+    from dap_core.shell.pipeline import DEFAULT_CONCURRENCY, DOWNLOADS_AT_ONCE
+    from dap_core.shell.usage import USAGE, parse_command_line
+    args = parse_command_line(["list"])
+    assert int(args["--concurrency"]) == DEFAULT_CONCURRENCY
+    assert float(args["--timeout"]) == DEFAULT_TIMEOUT[1]
+    assert "at most %d of them download at a time" % DOWNLOADS_AT_ONCE in " ".join(USAGE.split())

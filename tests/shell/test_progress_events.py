@@ -11,7 +11,7 @@ import io
 import pytest
 
 from dap_core import SnapshotQuery
-from dap_core.shell.cli import TerminalProgress
+from dap_core.shell.progress import TerminalProgress
 from dap_core.shell.client import Progress
 
 from .conftest import FakeTime, connect

@@ -7,7 +7,7 @@ import io
 import re
 import threading
 
-from dap_core.shell.cli import TerminalProgress
+from dap_core.shell.progress import TerminalProgress
 
 
 def screen(text: str) -> list:
