@@ -17,7 +17,9 @@ A part is a gzip file behind a pre-signed URL.  It is never held whole in memory
   Its attempts count every failed request since the last byte received, refused URLs
   included, so one bound covers them all.
 
-The download sends no Authorization (nor x-instauth) header: only ``Range`` when resuming.
+The rules above are ``dap_core.transfer.PartDownload``'s, a pure state machine: this
+module performs what it decides and reports what happened.  The download sends no
+Authorization (nor x-instauth) header: only ``Range`` when resuming.
 """
 from __future__ import annotations
 
