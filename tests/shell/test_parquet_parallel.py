@@ -4,9 +4,11 @@ while this process writes row groups: the file is byte-identical to typing every
 whatever the chunks and row groups (a chunk cut by a row group's end, texts holding the
 packing separator, nulls, deletes, a snapshot without meta.action), with and without orjson;
 a line that is not a record is the same error; a worker that cannot be used leaves the work
-to this process, with the same file."""
+to this process, with the same file.  Every file is read with pyarrow and fastparquet
+(tests/parquet_readers.py), and its values are the records' (`expected_columns`)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -15,6 +17,7 @@ import pytest
 from dap_core.errors import UnexpectedAnswer
 from dap_core.shell import fast, writers
 from dap_core.shell.sinks import AtomicFile
+from tests.parquet_readers import read_both
 
 SCHEMA = {"type": "object", "properties": {
     "key": {"type": "object", "properties": {"id": {"type": "integer"}}},
@@ -64,7 +67,40 @@ def write(tmp_path, name, parts, snapshot, batch_rows=37):
     except BaseException:
         writer.abort()
         raise
+    read_both(tmp_path / name)  # pyarrow reads what fastparquet reads
     return (tmp_path / name).read_bytes()
+
+
+def _instant(text):
+    """The UTC instant of one of part()'s timestamps (whole seconds or milliseconds, Z)."""
+    shape = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
+    return dt.datetime.strptime(text, shape).replace(tzinfo=dt.timezone.utc)
+
+
+def expected_columns(parts, with_action):
+    """{column: values} a file of `parts` must hold, by SCHEMA's rules: integers, floats,
+    booleans and texts as they are, timestamps as UTC instants, arrays as compact JSON text,
+    the object `doc` spread into `value.doc.n`; null for null, absent, and every value
+    column of a delete; meta.action only when the records carry it."""
+    records = [json.loads(line) for data in parts for line in data.split(b"\n") if line]
+    names = ["meta.ts"] + (["meta.action"] if with_action else []) + [
+        "key.id", "value.name", "value.score", "value.active", "value.at", "value.tags",
+        "value.doc.n"]
+    out = {name: [] for name in names}
+    for record in records:
+        value = record.get("value") or {}
+        doc = value.get("doc") or {}
+        tags = value.get("tags")
+        row = {"meta.ts": _instant(record["meta"]["ts"]),
+               "meta.action": record["meta"].get("action"), "key.id": record["key"]["id"],
+               "value.name": value.get("name"), "value.score": value.get("score"),
+               "value.active": value.get("active"),
+               "value.at": _instant(value["at"]) if "at" in value else None,
+               "value.tags": None if tags is None else json.dumps(tags, separators=(",", ":")),
+               "value.doc.n": doc.get("n")}
+        for name in names:
+            out[name].append(row[name])
+    return out
 
 
 @pytest.fixture
@@ -108,6 +144,9 @@ def test_a_part_typed_in_the_worker_gives_the_very_same_file(
     there = write(tmp_path, "there.parquet", parts, snapshot)
     assert any(counted), "no chunk went to the worker"
     assert there == here
+    content = read_both(tmp_path / "here.parquet")
+    assert content.columns == expected_columns(parts, action)
+    assert content.num_rows == 807 and len(content.row_groups) > 1
 
 
 def test_a_line_that_is_not_a_record_is_the_same_error_from_the_worker(
