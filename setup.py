@@ -38,9 +38,9 @@ setup(
     ],
     extras_require={
         "parquet": PARQUET,  # Python 3.9 or newer
-        # faster, same bytes: ISA-L's inflate for every part, orjson for Parquet's JSON
-        # (dap_core/shell/fast.py; DAP_NO_FAST=1 turns them off)
-        "fast": ["isal>=1.0", "orjson>=3.6"],
+        # faster, same bytes: ISA-L's inflate for every part
+        # (dap_core/shell/fast.py; DAP_NO_FAST=1 turns it off)
+        "fast": ["isal>=1.0"],
         # database replication: SQLite needs nothing; these only for their databases
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "mysql": ["PyMySQL>=1.0,<2"],
@@ -48,7 +48,7 @@ setup(
                  # make coverage: `patch = subprocess` follows bin/dap; none for Python 3.8
                  "coverage>=7.10; python_version >= '3.9'",
                  "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2",
-                 "isal>=1.0", "orjson>=3.6",  # both paths of the extra fast are tested
+                 "isal>=1.0",  # both paths of the extra fast are tested
                  # a second reader of every Parquet file the tests write (tests/parquet_readers.py)
                  "pyarrow>=16,<27; python_version >= '3.9'",
                  "backports.zoneinfo>=0.2.1; python_version < '3.9'"]

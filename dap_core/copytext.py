@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["decode_field", "decode_lines", "LineSplitter"]
+__all__ = ["decode_field", "unescape", "decode_lines", "LineSplitter"]
 
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.S)
 _SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -25,12 +25,18 @@ def _unescape(match: "re.Match[str]") -> str:
     return _SIMPLE.get(code, code)
 
 
+def unescape(text: str) -> str:
+    """``text`` with its escapes undone (a field, or several fields joined by a character
+    that is never escaped: no escape spans two fields)."""
+    return _ESCAPE.sub(_unescape, text)
+
+
 def decode_field(text: str) -> Optional[str]:
     """One field's value: None for ``\\N``, escapes undone."""
     if text == "\\N":
         return None
     if "\\" in text:
-        return _ESCAPE.sub(_unescape, text)
+        return unescape(text)
     return text
 
 

@@ -19,8 +19,8 @@ __all__ = [
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 MODES = ("expanded", "condensed")
 # What DAP is asked for, per output format: JSON arrays are framed from JSONL lines, and
-# Parquet is written locally from JSONL records with types from the table's schema.
-WIRE_FORMATS = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv", "parquet": "jsonl"}
+# Parquet is written locally from TSV (the columns already flat) with types from the schema.
+WIRE_FORMATS = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv", "parquet": "tsv"}
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
 _MAX_NAME = 128

@@ -36,7 +36,8 @@ from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, 
 from .readahead import ReadAhead
 from .session import Session
 from .sinks import SPOOL_MEMORY, AtomicFile, StdoutSink, TableNamingStream
-from .writers import ParquetWriter, StreamWriter, require_parquet
+from .parquet import ParquetWriter
+from .writers import StreamWriter, require_parquet
 
 __all__ = ["Client", "DownloadResult", "Progress"]
 

@@ -29,8 +29,8 @@ def test_an_unknown_format_lists_the_known_ones():
     assert all(fmt in str(info.value) for fmt in FORMATS)
 
 
-def test_json_and_parquet_are_built_from_jsonl():
-    assert [wire_format(f) for f in FORMATS] == ["jsonl", "jsonl", "csv", "tsv", "jsonl"]
+def test_json_is_framed_from_jsonl_and_parquet_typed_from_tsv():
+    assert [wire_format(f) for f in FORMATS] == ["jsonl", "jsonl", "csv", "tsv", "tsv"]
 
 
 def test_modes():

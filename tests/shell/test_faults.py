@@ -135,16 +135,16 @@ def test_a_part_that_stays_corrupt_is_an_error_and_nothing_is_written(make_simul
 
 def test_a_failed_parquet_download_releases_the_writers_spool_and_leaves_nothing(
         make_simulator, tmp_path, monkeypatch):
-    from dap_core.shell import writers
+    from dap_core.shell import parquet
 
     aborted = []
-    real_abort = writers.ParquetWriter.abort
+    real_abort = parquet.ParquetWriter.abort
 
     def recording_abort(self):
         aborted.append(self)
         real_abort(self)
 
-    monkeypatch.setattr(writers.ParquetWriter, "abort", recording_abort)
+    monkeypatch.setattr(parquet.ParquetWriter, "abort", recording_abort)
     sim = make_simulator(corrupt_parts=10 ** 6, **PARTS)
     with pytest.raises(ServiceUnavailable):
         download(sim, tmp_path, "parquet")
