@@ -290,6 +290,26 @@ def test_parquet_file_holds_the_services_records(worlds, namespace, table, kind,
     check_file(worlds(), namespace, table, kind, mode)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_parquet_of_an_empty_result_has_every_typed_column_and_no_rows(worlds, tmp_path, mode):
+    """An incremental with no change (since the frontier): the same columns and types."""
+    world = worlds()
+    query = IncrementalQuery("canvas", "submissions", since=world.sim.frontier,
+                             format="parquet", mode=mode)
+    with connect(world.sim) as dap:
+        result = dap.download(dap.run(query), query, str(tmp_path))
+    content, types = read_both(result.path), parquet_types(result.path)
+    schema = world.api.schema("canvas", "submissions").json["schema"]
+    columns = oracle_columns(schema, mode, action=True)
+    assert content.names == list(types) == [name for name, _, _ in columns]
+    for name, _, column_kind in columns:
+        physical, logicals, arrow = PARQUET_TYPES[column_kind]
+        got = types[name]
+        assert (got.physical, got.arrow) == (physical, arrow) and _logical(got.logical) in \
+            logicals, (name, got)
+    assert content.num_rows == result.rows == 0
+
+
 def test_parquet_snapshot_with_meta_action_when_the_service_sends_it(worlds):
     """--snapshot-action: the snapshot's records carry meta.action U, and so does its file."""
     for table in ("users", "submissions"):
