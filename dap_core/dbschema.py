@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import SchemaChangeRefused, UnexpectedAnswer
-from .records import _normalise  # $ref, oneOf/anyOf/allOf and null alternatives, resolved
+from .columns import normalise  # $ref, oneOf/anyOf/allOf and null alternatives, resolved
 
 __all__ = ["KINDS", "DbColumn", "TableDef", "SchemaChange", "table_def", "schema_change",
            "schema_description"]
@@ -98,7 +98,7 @@ def _kind(node: Dict[str, Any]) -> Tuple[str, Tuple[str, ...], Optional[int]]:
         length = node.get("maxLength")
         return "string", (), length if isinstance(length, int) and length > 0 else None
     if kind == "array":
-        items, _, _ = _normalise(node.get("items") or {}, {})
+        items, _, _ = normalise(node.get("items") or {}, {})
         if isinstance(items, dict) and items.get("type") == "string" and \
                 items.get("format") != "date-time" and not isinstance(items.get("enum"), list):
             return "string_array", (), None
@@ -112,14 +112,14 @@ def _part_columns(root: Mapping[str, Any], schema: Mapping[str, Any], part: str,
     properties = root.get("properties") or {}
     if part not in properties:
         return []
-    node, _, seen = _normalise(properties[part], schema, seen)
+    node, _, seen = normalise(properties[part], schema, seen)
     props = node.get("properties")
     if not isinstance(props, dict):
         raise UnexpectedAnswer("the table schema's %s has no properties" % part)
     required = set(node.get("required") or ())
     out = []
     for name, sub in props.items():
-        resolved, nullable, _ = _normalise(sub, schema, seen)
+        resolved, nullable, _ = normalise(sub, schema, seen)
         kind, values, length = _kind(resolved)
         is_key = part == "key"
         out.append(DbColumn(
@@ -136,7 +136,7 @@ def table_def(namespace: str, table: str, answer: Mapping[str, Any]) -> TableDef
     version = answer.get("version") if isinstance(answer, Mapping) else None
     if not isinstance(schema, dict) or not isinstance(version, int):
         raise UnexpectedAnswer("the schema of %s.%s is not {schema, version}" % (namespace, table))
-    root, _, seen = _normalise(schema, schema)
+    root, _, seen = normalise(schema, schema)
     key = _part_columns(root, schema, "key", seen)
     if not key:
         raise UnexpectedAnswer("the schema of %s.%s has no key" % (namespace, table))

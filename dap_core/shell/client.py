@@ -323,13 +323,13 @@ class Client:
             return ParquetWriter(sink, schema, query.mode, describe=describe, snapshot=snapshot)
 
         def empty_header() -> str:
-            from .. import records
+            from .. import columns as layout_of
             schema = self._schema_for(job, query)
-            columns = records.columns_from_schema(schema["schema"], query.mode or "expanded",
+            columns = layout_of.columns_from_schema(schema["schema"], query.mode or "expanded",
                                                   action=not snapshot)
             if query.format == "csv":
-                return records.csv_header(columns)
-            return records.tsv_header(columns)
+                return layout_of.csv_header(columns)
+            return layout_of.tsv_header(columns)
 
         return StreamWriter(query.format, sink, describe, empty_header)
 

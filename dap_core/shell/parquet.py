@@ -38,7 +38,7 @@ import threading
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import copytext, errors, records
+from .. import columns as layout_of, copytext, errors
 from .sinks import AtomicFile, SpoolSink
 from .writers import output_errors, require_parquet
 
@@ -82,7 +82,7 @@ class ParquetWriter:
         self.target = target
         self.describe = describe
         self._layout = (schema.get("schema", schema), mode or "expanded")
-        self.columns = records.columns_from_schema(*self._layout, action=not snapshot)
+        self.columns = layout_of.columns_from_schema(*self._layout, action=not snapshot)
         #: whether the file has meta.action: a snapshot's first part decides (None till then)
         self._action: Optional[bool] = None if snapshot else True
         self.batch_rows = max(1, batch_rows)
@@ -167,7 +167,7 @@ class ParquetWriter:
         if self._action is None:
             self._action = carried
             if carried:
-                self.columns = records.columns_from_schema(*self._layout)
+                self.columns = layout_of.columns_from_schema(*self._layout)
                 self._pending = self._gatherers()
         elif carried and not self._action:
             raise errors.UnexpectedAnswer(

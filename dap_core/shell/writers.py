@@ -5,7 +5,7 @@ A writer sees a part as ``begin_part(i)``, ``feed(bytes)`` (any number of times)
 first byte.  ``finish()`` ends the output; the sink's ``commit`` makes it appear.
 
 :class:`StreamWriter` (jsonl, json, csv, tsv): bytes go through the core's
-``records.PartMerger`` (one CSV/TSV header, JSON array framing, row counting) and straight
+``merge.PartMerger`` (one CSV/TSV header, JSON array framing, row counting) and straight
 on to the sink.  No per-row Python: the merger works on bytes.  The merger's state is
 copied at each part's start so that a restart rolls it back together with the sink.
 Parquet's writer is ``parquet.ParquetWriter``, with the same protocol.
@@ -18,7 +18,7 @@ import copy
 import functools
 from typing import Callable, Optional
 
-from .. import errors, records
+from .. import errors, merge
 
 __all__ = ["StreamWriter", "require_parquet", "output_errors"]
 
@@ -53,14 +53,14 @@ def require_parquet():
 
 
 class StreamWriter:
-    """jsonl / json / csv / tsv through ``records.PartMerger`` to a sink."""
+    """jsonl / json / csv / tsv through ``merge.PartMerger`` to a sink."""
 
     def __init__(self, fmt: str, sink, describe: str = "the output",
                  empty_header: Optional[Callable[[], str]] = None) -> None:
         self.format = fmt
         self.sink = sink
         self.describe = describe
-        self.merger = records.PartMerger(fmt)
+        self.merger = merge.PartMerger(fmt)
         self._saved = None
         self._index = -1
         self.written = 0

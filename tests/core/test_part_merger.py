@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dap_core.errors import UnexpectedAnswer
-from dap_core.records import MISSING, PartMerger, encode_csv_row, encode_tsv_row
+from dap_core.merge import PartMerger
+# the simulator's own cell encoders (what DAP's parts hold), not dap's
+from fixtures.simulator.encoders import MISSING, csv_cell, tsv_cell
 
 records = st.dictionaries(st.text(max_size=4), st.one_of(
     st.none(), st.integers(), st.text(max_size=12), st.booleans()), max_size=3)
@@ -75,8 +77,8 @@ def test_json_framing_of_an_empty_and_of_a_small_result():
 
 
 def table_part(fmt, header, rows):
-    encode = encode_csv_row if fmt == "csv" else encode_tsv_row
-    return (header + "".join(encode(row) for row in rows)).encode()
+    cell, separator = (csv_cell, ",") if fmt == "csv" else (tsv_cell, "\t")
+    return (header + "".join(separator.join(map(cell, row)) + "\n" for row in rows)).encode()
 
 
 table_parts = st.lists(st.tuples(csv_rows, st.booleans(), cuts), max_size=4)
