@@ -255,7 +255,7 @@ class Oracle:
             fixed = {}
             for name, value in row.items():
                 kind = self.kinds.get(name)
-                if value is not None and kind in ("json", "string_array") and isinstance(value, str):
+                if kind in ("json", "string_array") and isinstance(value, str):
                     value = json.loads(value)
                 fixed[name] = value
             out[self._key({k: row[k] for k in self.key})] = fixed
