@@ -90,10 +90,12 @@ bench-db: $(STAMP) ## only the database benchmark (initdb, syncdb); ARGS="--rows
 soak: $(STAMP) ## the fault-injection soak (about 200 randomized runs)
 	$(PY) -m bench.soak $(ARGS)
 
-wheelhouse: $(STAMP) ## wheels of dap and all dependencies in $(WHEELS)/ for offline installs
+# the extras a production install may want: Parquet, ISA-L's inflate, the database drivers
+EXTRAS ?= parquet,fast,postgresql,mysql
+wheelhouse: $(STAMP) ## wheels of dap, its dependencies and EXTRAS in $(WHEELS)/ for offline installs
 	rm -rf $(WHEELS)
-	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELS) '.[parquet]'
-	@echo "copy $(WHEELS)/ over, then: pip install --no-index --find-links $(WHEELS) 'dap-cd2[parquet]'"
+	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELS) '.[$(EXTRAS)]'
+	@echo "copy $(WHEELS)/ over, then: pip install --no-index --find-links $(WHEELS) 'dap-cd2[$(EXTRAS)]'"
 
 list: $(STAMP) ## list the tables of NAMESPACE (default canvas)
 	@$(DAP) list --namespace $(NAMESPACE) $(DAP_STATUS)

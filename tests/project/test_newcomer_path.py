@@ -110,7 +110,8 @@ def test_wheelhouse_installs_offline_and_runs_a_snapshot(make_simulator, tmp_pat
     built = run([MAKE, "--no-print-directory", f"WHEELS={wheels}", "wheelhouse"])
     assert built.returncode == 0, built.stderr
     names = {p.name.split("-")[0].lower() for p in wheels.glob("*.whl")}
-    assert {"dap_cd2", "urllib3", "docopt_ng", "fastparquet"} <= names
+    # every extra a production install may want: Parquet, the fast inflate, both drivers
+    assert {"dap_cd2", "urllib3", "docopt_ng", "fastparquet", "isal", "psycopg", "pymysql"} <= names
 
     target = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(target)
