@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import io
 import json
 from typing import Any, Dict, List, NamedTuple
 
@@ -86,9 +87,16 @@ def read_with_pyarrow(path) -> ParquetContent:
     return ParquetContent(names, columns, table.num_rows, groups)
 
 
-def read_with_fastparquet(path) -> ParquetContent:
+def fastparquet_file(path):
+    """fastparquet's ParquetFile over the file's bytes in memory: given a path, fastparquet's
+    to_pandas opens the file and never closes it (an unclosed file per read)."""
     fastparquet = _import("fastparquet")
-    file = fastparquet.ParquetFile(str(path))
+    with open(str(path), "rb") as f:
+        return fastparquet.ParquetFile(io.BytesIO(f.read()))
+
+
+def read_with_fastparquet(path) -> ParquetContent:
+    file = fastparquet_file(path)
     frame = file.to_pandas()
     names = [str(name) for name in frame.columns]
     columns = {}

@@ -14,9 +14,21 @@ from dap_core import IncrementalQuery, SnapshotQuery, errors, records
 from dap_core.errors import AuthenticationFailed, InvalidInput, JobFailed, NotFound
 from dap_core.timestamps import format_timestamp, parse_timestamp
 
+from tests.parquet_readers import fastparquet_file
+
 from .conftest import Sleeper, apply_changes, connect, read_jsonl
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
+
+
+def _text(path, newline=None) -> str:
+    with open(path, encoding="utf-8", newline=newline) as f:
+        return f.read()
+
+
+def _bytes(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def test_list_tables_and_get_schema(sim):
@@ -43,7 +55,7 @@ def test_snapshot_download_writes_one_file_and_its_sidecar(sim, tmp_path, fmt):
     assert os.path.basename(result.path) == "canvas.users.snapshot.%s.%s" % (at, fmt)
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(result.path),
                                                    os.path.basename(result.meta_path)])
-    meta = json.loads(open(result.meta_path).read())
+    meta = json.loads(_text(result.meta_path))
     assert meta == result.metadata
     assert meta["job_id"] == job.id and meta["kind"] == "snapshot" and meta["format"] == fmt
     assert meta["at"] == meta["next_since"] == format_timestamp(job.at)
@@ -65,7 +77,7 @@ def test_json_output_is_one_valid_array_of_the_same_records(sim, tmp_path):
         for fmt in ("jsonl", "json"):
             query = SnapshotQuery("canvas", "users", format=fmt)
             paths[fmt] = dap.download(dap.run(query), query, str(tmp_path)).path
-    assert json.load(open(paths["json"])) == read_jsonl(paths["jsonl"])
+    assert json.loads(_text(paths["json"])) == read_jsonl(paths["jsonl"])
 
 
 def _csv_cells(text: str):
@@ -135,7 +147,7 @@ def test_csv_and_tsv_parse_back_to_the_values_of_the_jsonl(sim, tmp_path):
                   key=lambda row: json.dumps(row[1:2], default=str))
     want = [[_expected(v, c) for v, c in zip(row, columns)] for row in want]
 
-    csv_rows = _csv_cells(open(paths["csv"], encoding="utf-8", newline="").read())
+    csv_rows = _csv_cells(_text(paths["csv"], newline=""))
     assert [cell for cell, _ in csv_rows[0]] == [c.name for c in columns]
     got_csv = []
     for row in csv_rows[1:]:
@@ -147,7 +159,7 @@ def test_csv_and_tsv_parse_back_to_the_values_of_the_jsonl(sim, tmp_path):
                 values.append(_typed(text, column))
         got_csv.append(values)
 
-    tsv_lines = open(paths["tsv"], encoding="utf-8", newline="").read().split("\n")
+    tsv_lines = _text(paths["tsv"], newline="").split("\n")
     assert tsv_lines[-1] == ""
     assert records.decode_tsv_line(tsv_lines[0]) == [c.name for c in columns]
     got_tsv = []
@@ -167,12 +179,12 @@ def test_csv_and_tsv_parse_back_to_the_values_of_the_jsonl(sim, tmp_path):
 
 
 def test_parquet_reads_back_with_typed_columns_and_every_row(sim, tmp_path):
-    fastparquet = pytest.importorskip("fastparquet")
+    pytest.importorskip("fastparquet")
     query = SnapshotQuery("canvas", "submissions", format="parquet")
     with connect(sim) as dap:
         schema = dap.get_schema("canvas", "submissions")["schema"]
         result = dap.download(dap.run(query), query, str(tmp_path))
-    frame = fastparquet.ParquetFile(result.path).to_pandas()
+    frame = fastparquet_file(result.path).to_pandas()
     columns = records.columns_from_schema(schema, "expanded", action=False)
     assert list(frame.columns) == [c.name for c in columns]
     assert "meta.action" not in frame.columns  # a snapshot, as DAP sends it
@@ -207,14 +219,14 @@ def test_parquet_reads_back_with_typed_columns_and_every_row(sim, tmp_path):
 
 
 def test_parquet_of_an_empty_result_still_has_its_typed_columns(sim, tmp_path):
-    fastparquet = pytest.importorskip("fastparquet")
+    pytest.importorskip("fastparquet")
     since = sim.frontier
     query = IncrementalQuery("canvas", "accounts", since=since, format="parquet")
     with connect(sim) as dap:
         job = dap.run(query)
         result = dap.download(job, query, str(tmp_path))
     assert result.rows == 0
-    frame = fastparquet.ParquetFile(result.path).to_pandas()
+    frame = fastparquet_file(result.path).to_pandas()
     assert len(frame) == 0 and "key.id" in frame.columns
 
 
@@ -226,7 +238,7 @@ def test_an_empty_csv_or_tsv_result_still_has_its_header(sim, tmp_path, fmt):
         schema = dap.get_schema("canvas", "accounts")["schema"]
     header = (records.csv_header if fmt == "csv" else records.tsv_header)(
         records.columns_from_schema(schema, "expanded"))
-    assert open(result.path, encoding="utf-8").read() == header and result.rows == 0
+    assert _text(result.path) == header and result.rows == 0
 
 
 def _service_header(sim, query) -> str:
@@ -256,7 +268,7 @@ def test_a_result_of_no_parts_gets_the_header_the_service_sends(sim, tmp_path, f
         result = dap.download(job, query, str(tmp_path))
         stream = io.BytesIO()
         dap.write_records(job, query, stream)
-    assert open(result.path, encoding="utf-8").read() == served and result.rows == 0
+    assert _text(result.path) == served and result.rows == 0
     assert stream.getvalue().decode("utf-8") == served
 
 
@@ -281,11 +293,10 @@ def test_snapshots_have_meta_action_only_if_the_service_sends_it(make_simulator,
             if fmt != "parquet":
                 dap.write_records(job, query, stream)
         if fmt == "parquet":
-            import fastparquet
-            frame = fastparquet.ParquetFile(result.path).to_pandas()
+            frame = fastparquet_file(result.path).to_pandas()
             actions = frame["meta.action"].tolist() if "meta.action" in frame.columns else None
         else:
-            data = open(result.path, "rb").read()
+            data = _bytes(result.path)
             assert stream.getvalue() == data
             text = data.decode("utf-8")
             if fmt in ("jsonl", "json"):
@@ -339,7 +350,7 @@ def test_write_records_streams_to_a_binary_stream(sim, tmp_path):
         stream = io.BytesIO()
         streamed = dap.write_records(job, query, stream)
         on_disk = dap.download(job, query, str(tmp_path))
-    assert stream.getvalue() == open(on_disk.path, "rb").read()
+    assert stream.getvalue() == _bytes(on_disk.path)
     assert streamed.rows == on_disk.rows and streamed.path is None
 
 

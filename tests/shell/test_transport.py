@@ -55,6 +55,11 @@ def serve(status=401, location=None, context=None):
     return server, seen
 
 
+def stop(server) -> None:
+    server.shutdown()
+    server.server_close()  # shutdown() only ends the loop: the listening socket stays open
+
+
 @pytest.fixture
 def tls_server(tmp_path):
     if shutil.which("openssl") is None:
@@ -69,7 +74,7 @@ def tls_server(tmp_path):
     context.load_cert_chain(str(cert), str(key))
     server, seen = serve(context=context)
     yield "https://127.0.0.1:%d" % server.server_address[1], str(cert), seen
-    server.shutdown()
+    stop(server)
 
 
 def test_tls_is_verified_and_a_failure_is_not_retried(tls_server):
@@ -99,8 +104,8 @@ def test_api_calls_never_follow_a_redirect(tmp_path):
             with pytest.raises(ServiceError) as caught:
                 dap.list_tables()
     finally:
-        redirector.shutdown()
-        elsewhere.shutdown()
+        stop(redirector)
+        stop(elsewhere)
     assert "redirect" in str(caught.value) or "307" in str(caught.value)
     assert caught.value.exit_status == 11
     assert len(seen) == 1 and seen_elsewhere == []
@@ -128,7 +133,7 @@ def test_a_download_url_refused_even_when_fresh_is_given_up_by_the_policy():
                        lambda: None, label="part 1 of 1")
     finally:
         transport.close()
-        refuser.shutdown()
+        stop(refuser)
     assert caught.value.exit_status == 11 and "4 attempts" in str(caught.value)
     assert len(seen) == 4 and len(asked) == 4  # each refusal earned a fresh URL, bounded
     assert all("authorization" not in {k.lower() for k in headers} for _, headers in seen)

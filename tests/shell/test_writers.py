@@ -15,7 +15,7 @@ import pytest
 from dap_core.shell.parquet import ParquetWriter
 from dap_core.shell.sinks import AtomicFile
 from fixtures.simulator.encoders import encode
-from tests.parquet_readers import parquet_types, read_both
+from tests.parquet_readers import fastparquet_file, parquet_types, read_both
 
 UTC = dt.timezone.utc
 
@@ -142,7 +142,7 @@ def jsonl(*recs):
 def write_records(tmp_path, parts, schema=NESTED, mode=None, batch_rows=65536, snapshot=False):
     """Write `parts` (lists of JSONL lines) as a job's parts; (writer, the file's content as
     both readers read it, fastparquet's ParquetFile)."""
-    fastparquet = pytest.importorskip("fastparquet")
+    pytest.importorskip("fastparquet")
     path = tmp_path / ("t%d.parquet" % len(list(tmp_path.iterdir())))
     writer = ParquetWriter(AtomicFile(str(path)), {"schema": schema, "version": 1}, mode,
                            batch_rows=batch_rows, snapshot=snapshot)
@@ -154,7 +154,7 @@ def write_records(tmp_path, parts, schema=NESTED, mode=None, batch_rows=65536, s
         writer.end_part()
     writer.finish()
     writer.commit()
-    return writer, read_both(path), fastparquet.ParquetFile(str(path))
+    return writer, read_both(path), fastparquet_file(path)
 
 
 UPDATE = {"key": {"id": 1}, "value": {
@@ -198,7 +198,8 @@ KIND_TYPES = {
 def assert_column_types(path, columns=NESTED_COLUMNS):
     types = parquet_types(path)
     assert list(types) == [name for name, _ in columns]
-    frame = pytest.importorskip("fastparquet").ParquetFile(str(path)).to_pandas()
+    pytest.importorskip("fastparquet")
+    frame = fastparquet_file(path).to_pandas()
     for name, kind in columns:
         physical, logical, arrow, dtypes = KIND_TYPES[kind]
         got = types[name]
@@ -300,18 +301,6 @@ def test_texts_of_a_column_that_was_all_null_in_the_first_row_group(tmp_path):
     assert content.columns["value.name"] == [None, None, UPDATE["value"]["name"]]
 
 
-def _pandas_before_3():
-    try:
-        import pandas
-    except ImportError:
-        return False
-    return int(pandas.__version__.split(".")[0]) < 3
-
-
-@pytest.mark.xfail(_pandas_before_3(), strict=True, reason=(
-    "the TSV writer (dap_core/shell/parquet.py) writes the text '\\x00' as '' with CI's lowest "
-    "versions (pandas 2.2.0, numpy 1.22.4, fastparquet 2024.11; pyarrow reads the same): "
-    "a text lost; with pandas 3 it survives"))
 def test_texts_that_hold_anything_survive(tmp_path):
     odd = ["", " ", "\x1f", "a\x1fb\x1f", "\x00", "NULL", "ü" * 3, "\U0001F600", "\\N"]
     lines = jsonl(*[dict(UPDATE, key={"id": i}, value={"name": text})
