@@ -391,6 +391,8 @@ def _type_chunk(lines: bytes, first_line: int, names: Sequence[str], columns,
     # a line of too few fields would be read as nulls, silently: count them all first
     if lines.count(b"\t") != rows * (len(names) - 1):
         raise _bad_line(lines, first_line, len(names), describe)
+    if b"\x00" in lines:  # pandas before 3 ends a text at a NUL: escape it (COPY's octal)
+        lines = lines.replace(b"\x00", b"\\000")
     with _cyclic_gc_paused():
         frame = types.read(lines, names, columns, first_line, describe)
         typed = [types.column(c, frame[c.name] if c.name in frame else None, rows, describe)
@@ -435,11 +437,14 @@ class _ColumnTypes:
             "lines %d and on of a part of %s cannot be read" % (first_line, describe))
 
     def _read_csv(self, lines: bytes, names, used, dtypes):
+        # pandas before 3 reads some floats one bit off unless asked for its round trip
+        # parser (pandas 3's default is exact, and it deprecates the option)
+        exact = {"float_precision": "round_trip"} if _major(self.pd) < 3 else {}
         return self.pd.read_csv(
             io.BytesIO(lines), sep="\t", header=None, names=list(names), usecols=used,
             dtype=dtypes, quoting=csv.QUOTE_NONE, na_values=[_NULL], keep_default_na=False,
             true_values=["true"], false_values=["false"], skip_blank_lines=False,
-            engine="c", encoding="utf-8")
+            engine="c", encoding="utf-8", **exact)
 
     def _typed_from_texts(self, texts, kind: str, name: str, describe: str) -> None:
         pd = self.pd

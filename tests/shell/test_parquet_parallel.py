@@ -1,11 +1,12 @@
-"""Parquet's large parts can be parsed and typed in a worker process (``writers._write_chunks``,
-``DAP_PARQUET_WORKERS=1``)
-while this process writes row groups: the file is byte-identical to typing everything here,
-whatever the chunks and row groups (a chunk cut by a row group's end, texts holding the
-packing separator, nulls, deletes, a snapshot without meta.action), with and without orjson;
-a line that is not a record is the same error; a worker that cannot be used leaves the work
-to this process, with the same file.  Every file is read with pyarrow and fastparquet
-(tests/parquet_readers.py), and its values are the records' (`expected_columns`)."""
+"""Parquet's large parts are typed in a worker process (``parquet._write_chunks``; one where
+there are two cores, ``DAP_PARQUET_WORKERS`` otherwise) while this process writes row groups:
+the file is byte-identical to typing everything here, whatever the chunks and row groups (a
+chunk cut by a row group's end, texts holding the packing separator, nulls, deletes, a
+snapshot without meta.action); a line that is not the table's TSV is the same error; a
+worker that cannot be used leaves the work to this process, with the same file.  Parts are
+the TSV the simulator's own encoder makes of the records (no dap_core code).  Every file is
+read with pyarrow and fastparquet (tests/parquet_readers.py), and its values are the
+records' (`expected_columns`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,8 +16,9 @@ import logging
 import pytest
 
 from dap_core.errors import UnexpectedAnswer
-from dap_core.shell import fast, writers
+from dap_core.shell import parquet
 from dap_core.shell.sinks import AtomicFile
+from fixtures.simulator.encoders import encode
 from tests.parquet_readers import read_both
 
 SCHEMA = {"type": "object", "properties": {
@@ -34,6 +36,12 @@ SCHEMA = {"type": "object", "properties": {
 
 
 def part(start: int, count: int, action: bool) -> bytes:
+    """The records ``start`` to ``start + count`` as one TSV part (``records`` has them)."""
+    return b"".join(encode(records(start, count, action), "tsv", SCHEMA, "expanded",
+                           meta_action=action))
+
+
+def records(start: int, count: int, action: bool):
     out = []
     for i in range(start, start + count):
         meta = {"ts": "2024-07-13T09:%02d:%02d.%03dZ" % (i // 60 % 60, i % 60, i % 1000)}
@@ -48,13 +56,13 @@ def part(start: int, count: int, action: bool) -> bytes:
         record = {"key": {"id": i}, "meta": meta}
         if meta.get("action") != "D":
             record["value"] = value
-        out.append(json.dumps(record, ensure_ascii=i % 2 == 0))
-    return ("\n".join(out) + "\n").encode("utf-8")
+        out.append(record)
+    return out
 
 
 def write(tmp_path, name, parts, snapshot, batch_rows=37):
     target = AtomicFile(str(tmp_path / name))
-    writer = writers.ParquetWriter(target, {"schema": SCHEMA}, "expanded",
+    writer = parquet.ParquetWriter(target, {"schema": SCHEMA}, "expanded",
                                    batch_rows=batch_rows, snapshot=snapshot)
     try:
         for index, data in enumerate(parts):
@@ -77,17 +85,17 @@ def _instant(text):
     return dt.datetime.strptime(text, shape).replace(tzinfo=dt.timezone.utc)
 
 
-def expected_columns(parts, with_action):
+def expected_columns(batches, with_action):
     """{column: values} a file of `parts` must hold, by SCHEMA's rules: integers, floats,
     booleans and texts as they are, timestamps as UTC instants, arrays as compact JSON text,
     the object `doc` spread into `value.doc.n`; null for null, absent, and every value
     column of a delete; meta.action only when the records carry it."""
-    records = [json.loads(line) for data in parts for line in data.split(b"\n") if line]
+    rows = [record for batch in batches for record in batch]
     names = ["meta.ts"] + (["meta.action"] if with_action else []) + [
         "key.id", "value.name", "value.score", "value.active", "value.at", "value.tags",
         "value.doc.n"]
     out = {name: [] for name in names}
-    for record in records:
+    for record in rows:
         value = record.get("value") or {}
         doc = value.get("doc") or {}
         tags = value.get("tags")
@@ -106,57 +114,52 @@ def expected_columns(parts, with_action):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of about 3 KB (a dozen records), so that row groups of 37 rows cut them."""
-    monkeypatch.setattr(writers, "PARQUET_CHUNK_BYTES", 3000)
-    monkeypatch.setattr(writers, "PARQUET_READ_BYTES", 1000)
-    monkeypatch.setattr(writers, "PARQUET_WORKERS", 1)  # off unless asked for
-    yield
-    fast.configure()
+    monkeypatch.setattr(parquet, "PARQUET_CHUNK_BYTES", 3000)
+    monkeypatch.setattr(parquet, "PARQUET_WORKERS", 1)
 
 
 @pytest.fixture
 def counted(monkeypatch):
     """How many chunks went to the worker."""
     sent = []
-    submit = writers._submit
+    submit = parquet._submit
 
     def counting(pool, chunk, *args):
         future = submit(pool, chunk, *args)
         sent.append(future is not None)
         return future
 
-    monkeypatch.setattr(writers, "_submit", counting)
+    monkeypatch.setattr(parquet, "_submit", counting)
     return sent
 
 
 @pytest.mark.parametrize("snapshot,action", [(True, False), (False, True), (True, True)],
                          ids=["snapshot", "incremental", "snapshot-with-action"])
-@pytest.mark.parametrize("orjson", [False, True], ids=["json", "orjson"])
 def test_a_part_typed_in_the_worker_gives_the_very_same_file(
-        tmp_path, monkeypatch, small_chunks, counted, snapshot, action, orjson):
-    if orjson and "orjson" not in fast.available():
-        pytest.skip("orjson is not installed")
-    fast.configure(orjson)
-    parts = [part(0, 300, action), part(300, 7, action), b"", part(307, 500, action)]
-    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1 << 40)
+        tmp_path, monkeypatch, small_chunks, counted, snapshot, action):
+    spans = [(0, 300), (300, 7), (307, 0), (307, 500)]
+    parts = [part(start, count, action) for start, count in spans]
+    monkeypatch.setattr(parquet, "PARQUET_PARALLEL_BYTES", 1 << 40)
     here = write(tmp_path, "here.parquet", parts, snapshot)
-    assert counted == []
-    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1)
+    assert counted and not any(counted), "a chunk went to the worker"
+    monkeypatch.setattr(parquet, "PARQUET_PARALLEL_BYTES", 1)
     there = write(tmp_path, "there.parquet", parts, snapshot)
     assert any(counted), "no chunk went to the worker"
     assert there == here
     content = read_both(tmp_path / "here.parquet")
-    assert content.columns == expected_columns(parts, action)
+    assert content.columns == expected_columns(
+        [records(start, count, action) for start, count in spans], action)
     assert content.num_rows == 807 and len(content.row_groups) > 1
 
 
-def test_a_line_that_is_not_a_record_is_the_same_error_from_the_worker(
+def test_a_line_that_is_not_the_tables_tsv_is_the_same_error_from_the_worker(
         tmp_path, monkeypatch, small_chunks, counted):
     data = part(0, 200, True).split(b"\n")
-    data[150] = b'{"key":{"id":1}},{"key":{"id":2}}'
+    data[150] = data[150] + b"\tone field too many"  # line 151 (the header is line 1)
     parts = [b"\n".join(data)]
     errors = []
     for threshold in (1 << 40, 1):
-        monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", threshold)
+        monkeypatch.setattr(parquet, "PARQUET_PARALLEL_BYTES", threshold)
         with pytest.raises(UnexpectedAnswer) as caught:
             write(tmp_path, "bad%d.parquet" % threshold, parts, snapshot=False)
         errors.append(str(caught.value))
@@ -168,23 +171,28 @@ def test_a_worker_that_cannot_be_used_leaves_the_work_here(tmp_path, monkeypatch
                                                           counted, caplog):
     import concurrent.futures
     parts = [part(0, 400, True)]
-    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1 << 40)
+    monkeypatch.setattr(parquet, "PARQUET_PARALLEL_BYTES", 1 << 40)
     here = write(tmp_path, "here.parquet", parts, snapshot=False)
     broken = concurrent.futures.ThreadPoolExecutor(1)
     broken.shutdown()  # submit raises from now on
-    monkeypatch.setattr(writers, "_POOL", {"pool": broken, "failed": False})
-    monkeypatch.setattr(writers, "PARQUET_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(parquet, "_POOL", {"pool": broken, "failed": False})
+    monkeypatch.setattr(parquet, "PARQUET_PARALLEL_BYTES", 1)
     with caplog.at_level(logging.WARNING, logger="dap.writers"):
         there = write(tmp_path, "there.parquet", parts, snapshot=False)
     assert there == here and counted and not any(counted)
-    assert writers._POOL["failed"] and writers._POOL["pool"] is None
+    assert parquet._POOL["failed"] and parquet._POOL["pool"] is None
     assert len([r for r in caplog.records if "no worker process" in r.getMessage()]) == 1
 
 
-@pytest.mark.parametrize("value,workers", [(None, 0), ("", 0), ("1", 1), ("2", 2), ("x", 0)])
-def test_workers_come_from_the_environment_and_are_off_by_default(monkeypatch, value, workers):
+@pytest.mark.parametrize("value,workers", [(None, None), ("", None), ("0", 0), ("1", 1),
+                                           ("2", 2), ("x", None)])
+@pytest.mark.parametrize("cores,default", [(1, 0), (2, 1), (None, 0)])
+def test_workers_come_from_the_environment_else_one_where_there_are_two_cores(
+        monkeypatch, value, workers, cores, default):
+    monkeypatch.setattr(parquet, "PARQUET_WORKERS", None)
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
     if value is None:
         monkeypatch.delenv("DAP_PARQUET_WORKERS", raising=False)
     else:
         monkeypatch.setenv("DAP_PARQUET_WORKERS", value)
-    assert writers._workers() == workers
+    assert parquet._workers() == (default if workers is None else workers)

@@ -301,18 +301,6 @@ def test_texts_of_a_column_that_was_all_null_in_the_first_row_group(tmp_path):
     assert content.columns["value.name"] == [None, None, UPDATE["value"]["name"]]
 
 
-def _pandas_before_3():
-    try:
-        import pandas
-    except ImportError:
-        return False
-    return int(pandas.__version__.split(".")[0]) < 3
-
-
-@pytest.mark.xfail(_pandas_before_3(), strict=True, reason=(
-    "the TSV writer (dap_core/shell/parquet.py) writes the text '\\x00' as '' with CI's lowest "
-    "versions (pandas 2.2.0, numpy 1.22.4, fastparquet 2024.11; pyarrow reads the same): "
-    "a text lost; with pandas 3 it survives"))
 def test_texts_that_hold_anything_survive(tmp_path):
     odd = ["", " ", "\x1f", "a\x1fb\x1f", "\x00", "NULL", "ü" * 3, "\U0001F600", "\\N"]
     lines = jsonl(*[dict(UPDATE, key={"id": i}, value={"name": text})
