@@ -190,7 +190,8 @@ def test_stdout_carries_the_same_bytes_as_the_file(sim, tmp_path, fmt):
     to_stdout = run_dap("snapshot", "--table", "submissions", "--format", fmt, "--output", "-",
                         sim=sim, cwd=tmp_path)
     assert to_file.status == to_stdout.status == 0, to_stdout
-    assert to_stdout.out == open(to_file.json_lines[0]["file"], "rb").read()
+    with open(to_file.json_lines[0]["file"], "rb") as f:
+        assert to_stdout.out == f.read()
     assert "-> stdout" in to_stdout.err
     if fmt == "json":
         assert len(json.loads(to_stdout.out)) == to_file.json_lines[0]["rows"]

@@ -20,16 +20,16 @@ def downloads(sim):
 
 def test_records_reach_stdout_well_before_the_last_part_is_downloaded(make_simulator):
     sim = make_simulator(rows={"submissions": 3000}, rows_per_part=30)
-    proc = subprocess.Popen(DAP + ["snapshot", "--table", "submissions", "--format", "csv",
-                                   "--output", "-"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dap_env(sim))
-    try:
-        first = proc.stdout.readline()
-        seen_then = downloads(sim)
-        rest = proc.stdout.read()
-        assert proc.wait(timeout=120) == 0, proc.stderr.read()
-    finally:
-        proc.kill()
+    with subprocess.Popen(DAP + ["snapshot", "--table", "submissions", "--format", "csv",
+                                 "--output", "-"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=dap_env(sim)) as proc:
+        try:
+            first = proc.stdout.readline()
+            seen_then = downloads(sim)
+            rest = proc.stdout.read()
+            assert proc.wait(timeout=120) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
     assert first.startswith(b"meta.ts,")
     total = downloads(sim)
     # the pipe filled up and the client waited for us: most parts were still to come
@@ -51,16 +51,15 @@ def test_a_closed_pipe_ends_the_run_quietly_and_moves_no_checkpoint(make_simulat
     before = state.read_text()
     sim.advance(3)  # a later snapshot, or 4500 changes since the first
     args = [kind, "--table", "submissions", "--state", str(state)]
-    proc = subprocess.Popen(DAP + args + ["--output", "-"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dap_env(sim))
-    try:
-        assert len(proc.stdout.read(10)) == 10
-        proc.stdout.close()  # like `| head -c 10`, long before the result has all been written
-        status = proc.wait(timeout=120)
-        err = proc.stderr.read().decode()
-    finally:
-        proc.kill()
-        proc.stderr.close()
+    with subprocess.Popen(DAP + args + ["--output", "-"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=dap_env(sim)) as proc:
+        try:
+            assert len(proc.stdout.read(10)) == 10
+            proc.stdout.close()  # like `| head -c 10`, long before the result has all been written
+            status = proc.wait(timeout=120)
+            err = proc.stderr.read().decode()
+        finally:
+            proc.kill()
     assert status == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
     assert state.read_text() == before  # the records were not all delivered
@@ -83,18 +82,22 @@ def test_a_closed_pipe_exits_141_without_a_word(make_simulator):
 def _run_with_terminal_stderr(args, env):
     controller, terminal = pty.openpty()
     try:
-        proc = subprocess.Popen(DAP + args, stdout=subprocess.PIPE, stderr=terminal, env=env)
-        os.close(terminal)
-        chunks = []
-        while True:
+        with subprocess.Popen(DAP + args, stdout=subprocess.PIPE, stderr=terminal,
+                              env=env) as proc:
             try:
-                data = os.read(controller, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        proc.wait(timeout=120)
+                os.close(terminal)
+                chunks = []
+                while True:
+                    try:
+                        data = os.read(controller, 65536)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    chunks.append(data)
+                proc.wait(timeout=120)
+            finally:
+                proc.kill()
         return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
     finally:
         os.close(controller)
@@ -111,16 +114,19 @@ def test_progress_is_shown_only_when_stderr_is_a_terminal(sim, tmp_path):
 
 def test_an_interrupt_exits_130_and_leaves_nothing_half_written(make_simulator, tmp_path):
     sim = make_simulator(job_wait=30)
-    proc = subprocess.Popen(DAP + ["snapshot", "--table", "users", "--output-directory",
-                                   str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dap_env(sim))
-    deadline = time.monotonic() + 30
-    while not any(r["path"].endswith("/data") for r in sim.requests):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    err = proc.stderr.read().decode()
+    with subprocess.Popen(DAP + ["snapshot", "--table", "users", "--output-directory",
+                                 str(tmp_path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=dap_env(sim)) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while not any(r["path"].endswith("/data") for r in sim.requests):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 130
+            err = proc.stderr.read().decode()
+        finally:
+            proc.kill()
     assert "Traceback" not in err and "interrupted" in err
     assert os.listdir(tmp_path) == []
 
