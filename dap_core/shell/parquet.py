@@ -478,7 +478,7 @@ class _ColumnTypes:
         if kind == "number":
             return (series.to_numpy(dtype=np.float64),)
         values = series.to_numpy(dtype=object)
-        nulls = np.asarray(series.isna(), dtype=bool)
+        nulls = self.pd.isna(values)  # of the array: no Series made for it
         if kind == "timestamp":
             return (self._times(values, nulls, column.name, describe),)
         return self._texts(values, nulls)
