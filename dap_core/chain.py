@@ -100,12 +100,12 @@ def since_for(state: State, namespace: str, table: str,
     checkpoint = state.get(namespace, table)
     label = _label(namespace, table)
     explicit = parse_timestamp(explicit_since) if explicit_since is not None else None
-    if checkpoint is None and explicit is None:
-        raise InvalidInput("no checkpoint for %s and no --since" % label,
-                           "take a snapshot first (dap snapshot --table %s --state ...), "
-                           "or pass --since" % table)
     if checkpoint is None:
-        return explicit  # type: ignore[return-value]
+        if explicit is None:
+            raise InvalidInput("no checkpoint for %s and no --since" % label,
+                               "take a snapshot first (dap snapshot --table %s --state ...), "
+                               "or pass --since" % table)
+        return explicit
     if explicit is not None and explicit != checkpoint.next_since:
         raise StateConflict(
             "--since %s differs from the checkpoint of %s at %s" % (

@@ -44,7 +44,7 @@ def decode_lines(data: bytes, width: int) -> List[Tuple[Optional[str], ...]]:
     """The rows of whole lines ``data`` (each ending in a newline), each of ``width`` fields;
     a line of another width is a ``ValueError``."""
     text = data.decode("utf-8")
-    rows = []
+    rows: List[Tuple[Optional[str], ...]] = []
     append = rows.append
     plain = "\\" not in text
     for line in text.split("\n")[:-1]:

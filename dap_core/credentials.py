@@ -157,7 +157,7 @@ def parse_login_answer(data: Any, now: Union[float, datetime]) -> Tuple[str, flo
     token = data.get("access_token") if isinstance(data, dict) else None
     if not isinstance(token, str) or not token:
         raise UnexpectedAnswer("DAP's login answer holds no access token")
-    exp = jwt_payload(token).get("exp")
+    exp: Any = jwt_payload(token).get("exp")  # JSON: checked by _number below
     if not _number(exp):
         expires_in = data.get("expires_in")
         if not _number(expires_in):

@@ -61,10 +61,18 @@ class StagingLayout:
         skip = 0
         while skip < self.width and skip not in by_index:
             skip += 1
-        names = [by_index.get(i) for i in range(skip, self.width)]
-        if skip == 0 or any(n is None for n in names):
+        names = [by_index[i] for i in range(skip, self.width) if i in by_index]
+        if skip == 0 or len(names) < self.width - skip:
             return None
-        return skip, names  # type: ignore[return-value]
+        return skip, names
+
+
+def _kind(tdef: TableDef, name: str) -> str:
+    """The kind of ``tdef``'s column ``name``, one a staging layout holds (so it exists)."""
+    column = tdef.column(name)
+    if column is None:
+        raise KeyError("%s.%s has no column %r" % (tdef.namespace, tdef.table, name))
+    return column.kind
 
 
 def staging_layout(tdef: TableDef, header: Sequence[str]) -> StagingLayout:
@@ -382,7 +390,7 @@ class PostgreSQL(Dialect):
                     ) -> Optional[str]:
         # COPY parses every type from DAP's text as it is but text[] (JSON arrays there)
         direct = layout.direct()
-        if direct is None or any(tdef.column(n).kind == "string_array" for n in direct[1]):
+        if direct is None or any(_kind(tdef, n) == "string_array" for n in direct[1]):
             return None
         return "COPY %s (%s) FROM STDIN" % (self.qualified(tdef.namespace, tdef.table, suffix),
                                             ", ".join(self.ident(n) for n in direct[1]))
@@ -598,7 +606,7 @@ class SQLite(Dialect):
         values = []
         for offset, name in enumerate(names):
             number = "?%d" % (skip + offset + 1)
-            if tdef.column(name).kind == "boolean":
+            if _kind(tdef, name) == "boolean":
                 number = "(CASE %s WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)" % number
             values.append(number)
         return "INSERT INTO %s (%s) VALUES (%s)" % (

@@ -356,7 +356,8 @@ def error_from_answer(status: Optional[int], body: Optional[bytes], *,
     uuid = one_line(uuid) if uuid else None
     said = one_line(fields.get("message") or "", _MAX_SERVICE_TEXT)
     extra = {k: v for k, v in fields.items() if k not in ("type", "uuid", "message")}
-    common = dict(status=status, type=type_text or None, uuid=uuid, extra=extra)
+    common: Dict[str, Any] = dict(status=status, type=type_text or None, uuid=uuid,
+                                  extra=extra)
     reason = ": " + said if said else ""
     where = "%s.%s" % (namespace, table) if namespace and table else (table or namespace or "")
 

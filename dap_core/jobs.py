@@ -134,17 +134,22 @@ def _malformed(what: str) -> UnexpectedAnswer:
     return UnexpectedAnswer("malformed job answer from DAP: %s" % what)
 
 
-def _timestamp(data: Dict[str, Any], name: str, required: bool) -> Optional[datetime]:
+def _timestamp(data: Dict[str, Any], name: str) -> Optional[datetime]:
     value = data.get(name)
     if value is None:
-        if required:
-            raise _malformed("no %r" % name)
         return None
     try:
         return parse_timestamp(value)
     except DapError:
         raise _malformed("%r is not a timestamp with a zone: %s" % (
             name, one_line(repr(value), 60))) from None
+
+
+def _required_timestamp(data: Dict[str, Any], name: str) -> datetime:
+    found = _timestamp(data, name)
+    if found is None:
+        raise _malformed("no %r" % name)
+    return found
 
 
 def _objects(data: Dict[str, Any]) -> Tuple[str, ...]:
@@ -191,7 +196,7 @@ def parse_job(data: Any, kind: Optional[str] = None) -> Job:
     status = data.get("status")
     if status not in TRANSITIONS:
         raise _malformed("unknown status %s" % one_line(repr(status), 40))
-    expires_at = _timestamp(data, "expires_at", required=False)
+    expires_at = _timestamp(data, "expires_at")
     if status == FAILED:
         return FailedJob(ident, expires_at, _job_error(data))
     if status != COMPLETE:
@@ -200,10 +205,11 @@ def parse_job(data: Any, kind: Optional[str] = None) -> Job:
         kind = "snapshot" if "at" in data else "incremental"
     objects, version = _objects(data), _schema_version(data)
     if kind == "snapshot":
-        return CompleteSnapshot(ident, expires_at, objects, version, _timestamp(data, "at", True))
+        return CompleteSnapshot(ident, expires_at, objects, version,
+                                _required_timestamp(data, "at"))
     if kind != "incremental":
         raise ValueError("kind must be 'snapshot' or 'incremental', not %r" % (kind,))
-    since, until = _timestamp(data, "since", True), _timestamp(data, "until", True)
+    since, until = _required_timestamp(data, "since"), _required_timestamp(data, "until")
     if until < since:
         raise _malformed("'until' (%s) is before 'since' (%s)" % (
             format_timestamp(until), format_timestamp(since)))

@@ -171,10 +171,10 @@ def decide(answer: Answer, attempt: int, elapsed: float, jitter: float,
     if policy.deadline is not None and elapsed + delay > policy.deadline:
         return _exhausted(answer, attempt, "gave up after %s: the next try would pass the "
                           "deadline of %gs" % (_attempts(attempt), policy.deadline))
-    limits = [policy.network_deadline] if status is None else []
+    deadlines = [policy.network_deadline] if status is None else []
     if answer.failure == "refused":
-        limits.append(policy.refused_deadline)
-    limits = [limit for limit in limits if limit is not None]
+        deadlines.append(policy.refused_deadline)
+    limits = [limit for limit in deadlines if limit is not None]
     if limits and elapsed + delay > min(limits):
         return _exhausted(answer, attempt, "gave up after %s in %.0f s" % (_attempts(attempt),
                                                                             elapsed))

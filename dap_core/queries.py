@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Final, Iterable, Literal, Optional, Tuple, Union
 
 from .errors import InvalidInput
 from .timestamps import format_timestamp, parse_timestamp
@@ -26,18 +27,20 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
 _MAX_NAME = 128
 
 
-class _All:
-    """The table list `all`: every table of the namespace, as the service lists them."""
+class _All(enum.Enum):
+    """The table list `all`: every table of the namespace, as the service lists them (an
+    enum's one member, so that type checkers narrow `spec is ALL`)."""
+
+    ALL = "all"
 
     def __repr__(self) -> str:
         return "ALL"
 
-    def __reduce__(self) -> str:
-        return "ALL"
+    __str__ = __repr__
 
 
-ALL = _All()
-TableSpec = Union[Tuple[str, ...], _All]
+ALL: Final = _All.ALL
+TableSpec = Union[Tuple[str, ...], Literal[_All.ALL]]
 
 
 def parse_format(text: str) -> str:

@@ -48,7 +48,7 @@ def _zone(text: str, zone: str) -> timezone:
     return timezone(-offset if zone[0] == "-" else offset)
 
 
-def parse_timestamp(text: str) -> datetime:
+def parse_timestamp(text: Union[str, datetime]) -> datetime:
     """An aware datetime in UTC from an ISO 8601 text with a zone; `InvalidTimestamp` otherwise."""
     if isinstance(text, datetime):
         return to_utc(text)

@@ -27,6 +27,8 @@ log = logging.getLogger("dap")
 
 def _tables(client, settings: Settings) -> Tuple[str, ...]:
     from .. import queries
+    if settings.tables is None:  # USAGE: the commands that come here take --table
+        raise errors.UsageError("%s needs --table" % settings.command)
     if settings.tables is queries.ALL:
         return queries.expand_tables(queries.ALL, client.list_tables(settings.namespace))
     return tuple(settings.tables)
@@ -105,7 +107,7 @@ def cmd_schema(client, settings: Settings, console: Console) -> int:
         schema = client.get_schema(settings.namespace, table)
         text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         label = "%s.%s" % (settings.namespace, table)
-        if settings.to_stdout:
+        if settings.directory is None:  # --output -
             if settings.several:  # JSON Lines: one schema a line, named for its table
                 text = json.dumps(dict({"table": label}, **schema), ensure_ascii=False) + "\n"
             console.stdout.write(text)

@@ -35,7 +35,7 @@ from . import pipeline
 from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, check_object_url
 from .readahead import ReadAhead
 from .session import Session
-from .sinks import SPOOL_MEMORY, AtomicFile, StdoutSink, TableNamingStream
+from .sinks import SPOOL_MEMORY, AtomicFile, ByteStream, StdoutSink, TableNamingStream
 from .parquet import ParquetWriter
 from .writers import StreamWriter, require_parquet
 
@@ -227,12 +227,13 @@ class Client:
         check_stdout_format(query.format)
         label = "%s.%s" % (query.namespace, query.table)
         naming = None
+        out: ByteStream = stream
         if name_table:
             if query.format != "jsonl":
                 raise errors.InvalidInput("records name their table only in JSON Lines, "
                                           "not %s" % query.format, "use format jsonl")
-            stream = naming = TableNamingStream(stream, label)
-        writer = self._writer(job, query, StdoutSink(stream), "stdout")
+            out = naming = TableNamingStream(stream, label)
+        writer = self._writer(job, query, StdoutSink(out), "stdout")
         try:
             self._transfer(job, writer, label)
             writer.commit()

@@ -24,7 +24,7 @@ import threading
 import time
 import zlib
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Type
 
 from .. import errors
 from ..copytext import LineSplitter, decode_lines
@@ -90,7 +90,7 @@ class Database:
     """One connection. Statements run in autocommit mode unless inside :meth:`transaction`."""
 
     dialect: Dialect
-    driver_errors: Tuple[type, ...] = ()
+    driver_errors: Tuple[Type[BaseException], ...] = ()
     #: the staging table may be filled before the table's transaction opens
     stages_apart = False
 

@@ -68,11 +68,12 @@ class Gunzip:
         self.compressed = 0
         self.decompressed = 0
 
-    def _check_head(self, chunk: bytes) -> None:
-        """A member's first four bytes: gzip's magic, deflate, no reserved flag.  zlib checks
-        them itself; ISA-L's inflate lets reserved flags pass and waits for ten bytes before
-        it judges a header: checked here, both refuse the same streams as soon."""
-        head = self._head + chunk[:4 - len(self._head)]  # type: ignore[operator]
+    def _check_head(self, seen: bytes, chunk: bytes) -> None:
+        """A member's first four bytes (``seen`` of them before ``chunk``): gzip's magic,
+        deflate, no reserved flag.  zlib checks them itself; ISA-L's inflate lets reserved
+        flags pass and waits for ten bytes before it judges a header: checked here, both
+        refuse the same streams as soon."""
+        head = seen + chunk[:4 - len(seen)]
         for at, byte in enumerate(head):
             if (byte & 0xE0) if at == 3 else byte != _GZIP_MAGIC[at]:
                 raise CorruptPart("gzip data is corrupt (not a gzip header)")
@@ -93,7 +94,7 @@ class Gunzip:
                     d = self._d = fast.decompressobj(31)
                     self._head = b""
                 if self._head is not None:
-                    self._check_head(chunk)
+                    self._check_head(self._head, chunk)
                 data = d.decompress(chunk, MAX_OUTPUT)
                 if data:
                     self.decompressed += len(data)
@@ -185,7 +186,7 @@ class PartStats:
                                        self.downloads, self.url_refreshes))
 
 
-def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[bytes], None],
+def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[bytes], object],
                restart: Callable[[], None], *, label: str = "part",
                chunk_size: int = CHUNK_SIZE, max_downloads: int = MAX_DOWNLOADS,
                on_bytes: Optional[Callable[[int], None]] = None) -> PartStats:
@@ -207,6 +208,8 @@ def fetch_part(transport, urls: ObjectUrls, object_id: str, feed: Callable[[byte
         decision = _fetch(transport, urls.get(object_id), part, output, chunk_size, on_bytes)
     if isinstance(decision, transfer.GiveUp):
         raise decision.error
+    if not isinstance(decision, transfer.Done):  # the core ends a part with GiveUp or Done
+        raise AssertionError("%s: the part's download ended on %r" % (label, decision))
     stats.compressed = decision.compressed
     stats.decompressed = output.gunzip.decompressed
     stats.downloads = part.downloads
@@ -218,7 +221,7 @@ class _PartOutput:
 
     __slots__ = ("gunzip", "_part", "_feed", "_restart")
 
-    def __init__(self, part: transfer.PartDownload, feed: Callable[[bytes], None],
+    def __init__(self, part: transfer.PartDownload, feed: Callable[[bytes], object],
                  restart: Callable[[], None]) -> None:
         self.gunzip = Gunzip()
         self._part = part

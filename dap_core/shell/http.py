@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import random
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
 from urllib.parse import urlsplit
 
 from .. import errors
@@ -159,7 +159,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def _name_resolution_error(ux: Any) -> Tuple[type, ...]:
+def _name_resolution_error(ux: Any) -> Tuple[Type[BaseException], ...]:
     """urllib3 2's NameResolutionError (urllib3 1.26 has none: its failed lookups are a
     NewConnectionError caused by socket.gaierror, which the callers test too)."""
     kind = getattr(ux, "NameResolutionError", None)
@@ -199,15 +199,15 @@ def describe_network_error(exc: BaseException, url: Optional[str] = None,
 
     urllib3 2 makes ``NewConnectionError`` and ``NameResolutionError`` subclasses of
     ``ConnectTimeoutError``: the most specific kinds are tested first."""
-    try:
-        from urllib3 import exceptions as ux
-    except ImportError:  # pragma: no cover
-        ux = None
     host, where = _host_port(url)
     exc = _unwrap(exc)
     cause = _cause(exc)
     strerror = (getattr(cause, "strerror", None) or "").lower() or None
-    if ux is not None:
+    try:
+        from urllib3 import exceptions as ux
+    except ImportError:  # pragma: no cover
+        pass
+    else:
         kind = network_failure(exc)
         if kind == "unresolved":
             return "could not resolve %s" % (host or "the host name")
@@ -234,7 +234,7 @@ def describe_network_error(exc: BaseException, url: Optional[str] = None,
     return type(exc).__name__ + (" (%s)" % where if where else "")
 
 
-def network_errors() -> Tuple[type, ...]:
+def network_errors() -> Tuple[Type[BaseException], ...]:
     """The exceptions that mean "the network failed" (urllib3 imported only when called)."""
     from urllib3.exceptions import HTTPError
     return (HTTPError, OSError)
@@ -368,6 +368,7 @@ class Transport:
         retry_after = policy.parse_retry_after(headers.get("Retry-After"), self.clock()) \
             if headers is not None else None
         failure = None
+        error: Optional[errors.ServiceError]
         if status is None:
             failure = network_failure(exc) if exc is not None else None
             error = self.network_error(call, exc, url, failure)
@@ -420,22 +421,19 @@ class Transport:
         while True:
             attempt += 1
             t0 = self.monotonic()
+            reply: Optional[Reply] = None
             try:
-                reply: Optional[Reply] = self.send(
-                    method, url, headers=headers() if headers else None, body=body)
-                exc = None
-            except self.network_errors as e:
-                reply, exc = None, e
-                tls = tls_failure(e, label, url)
+                reply = self.send(method, url, headers=headers() if headers else None, body=body)
+            except self.network_errors as exc:
+                tls = tls_failure(exc, label, url)
                 if tls is not None:
                     raise tls from None
-            if reply is not None:
+                log.debug("%s -> %s", label, describe_network_error(exc, url))
+                answer = self.answer_for(call, None, None, None, exc, url=url)
+            else:
                 log.debug("%s -> %d (%.3f s)", label, reply.status, self.monotonic() - t0)
                 answer = self.answer_for(call, reply.status, reply.headers, reply.data,
                                          error_context=error_context)
-            else:
-                log.debug("%s -> %s", label, describe_network_error(exc, url))
-                answer = self.answer_for(call, None, None, None, exc, url=url)
             if answer.status is not None and answer.status != 401:
                 # the (renewed) token got past authentication: a later 401 is a new refusal
                 # that earns a new token, not "a fresh token refused" (bounded by attempts)

@@ -139,8 +139,9 @@ class TerminalProgress:
         """A download ended: forget its table's line (and redraw the others)."""
         with self.lock:
             label = getattr(self.current, "label", None)
-            self.lines.pop(label, None)
-            self.downloads.pop(label, None)
+            if label is not None:
+                self.lines.pop(label, None)
+                self.downloads.pop(label, None)
             self.clear()
             self._draw(force=True)
 
@@ -179,7 +180,7 @@ class TerminalProgress:
         with self.lock:
             label = getattr(self.current, "label", None)
             download = self.downloads.get(label) if label is not None else None
-            if download is None:
+            if label is None or download is None:
                 return
             change(download)
             self._show_download(label)

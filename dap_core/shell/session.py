@@ -268,8 +268,9 @@ class Session:
             decision = jobs.decide_created_job(job, self._now(), self.job_margin,
                                                asked_again=asked_again, variant=variant,
                                                renewed=renewals)
-            if decision.action == "fail":
-                raise decision.error
+            if decision.action == "fail":  # the core gives the error with it
+                raise decision.error or errors.UnexpectedAnswer("%s: job %s failed" % (
+                    label, job.id))
             if decision.action == "ask_again":
                 asked_again, variant = asked_again + 1, decision.variant
                 body = query.body(variant=variant)

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import BinaryIO, List, Optional
+from typing import BinaryIO, List, Optional, Protocol
 
 __all__ = ["AtomicFile", "StdoutSink", "SpoolSink", "TableNamingStream", "fsync_directory",
            "write_file_atomically", "remove_stale_temporaries", "name_table_in_line",
@@ -285,6 +285,15 @@ class SpoolSink:
             self._spool = None
 
 
+class ByteStream(Protocol):
+    """Where :class:`StdoutSink` writes: ``sys.stdout.buffer``, a file, a
+    :class:`TableNamingStream`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class StdoutSink(SpoolSink):
     """Writes records to a binary stream (stdout), one verified part at a time.
 
@@ -293,7 +302,7 @@ class StdoutSink(SpoolSink):
     exit (see ``cli.py``).
     """
 
-    def __init__(self, stream: BinaryIO, max_memory: int = SPOOL_MEMORY) -> None:
+    def __init__(self, stream: ByteStream, max_memory: int = SPOOL_MEMORY) -> None:
         self.stream = stream
         super().__init__(self._copy_out, max_memory)
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import errors
+
+if TYPE_CHECKING:
+    from ..dburl import DatabaseUrl
 
 __all__ = ["USAGE", "COMMANDS", "DATABASE_ONLY", "command_help", "parse_command_line",
            "Settings", "wants_help", "before_dashes"]
@@ -315,6 +318,16 @@ def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
 class Settings:
     """Everything the command line and the environment say, checked before any request."""
 
+    # the database options: set by dbcommands.database_settings (for any other command,
+    # only database_secrets, empty, and database_url, None)
+    database_secrets: List[str]
+    database_url: Optional[DatabaseUrl]
+    default_database: bool
+    replace: bool
+    reinit_if_needed: bool
+    lock_wait: float
+    listdb_json: bool
+
     def __init__(self, args: Mapping[str, Any], environ: Mapping[str, str]) -> None:
         from .. import queries
         from ..credentials import resolve_credentials
@@ -369,7 +382,7 @@ class Settings:
             raise errors.UsageError("--output takes only - (stdout); got %r" % output,
                                     "use --output-directory DIR to write files")
         self.to_stdout = output == "-"
-        self.directory = None if self.to_stdout else args["--output-directory"]
+        self.directory: Optional[str] = None if self.to_stdout else args["--output-directory"]
         self.state_path = args.get("--state")
         self.several = self.tables is not None and (
             self.tables is queries.ALL or len(self.tables) > 1)

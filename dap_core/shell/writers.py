@@ -61,7 +61,7 @@ class StreamWriter:
         self.sink = sink
         self.describe = describe
         self.merger = merge.PartMerger(fmt)
-        self._saved = None
+        self._saved: Optional[merge.PartMerger] = None  # the merger as the part began
         self._index = -1
         self.written = 0
         self._written_at_mark = 0
@@ -87,6 +87,8 @@ class StreamWriter:
 
     @output_errors
     def restart_part(self) -> None:
+        if self._saved is None:
+            raise RuntimeError("restart_part() before begin_part()")
         self.merger = copy.deepcopy(self._saved)
         self.written = self._written_at_mark
         self.sink.rollback()
