@@ -45,6 +45,8 @@ setup(
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "mysql": ["PyMySQL>=1.0,<2"],
         "test": ["pytest>=7", "hypothesis>=6.85", "ruff==0.17.6",
+                 # make lint: mypy dap_core (mypy.ini); mypy 2 runs on Python 3.10 or newer
+                 "mypy==2.4.1; python_version >= '3.10'",
                  # make coverage: `patch = subprocess` follows bin/dap; none for Python 3.8
                  "coverage>=7.10; python_version >= '3.9'",
                  "psycopg[binary]>=3.1,<4", "PyMySQL>=1.0,<2",
