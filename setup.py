@@ -45,6 +45,9 @@ setup(
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "mysql": ["PyMySQL>=1.0,<2"],
         "test": ["pytest>=7", "hypothesis>=6.85", "ruff==0.17.6",
+                 # make test runs the suite on two workers (pytest -n 2); 3.5 is the
+                 # newest floor that still installs on Python 3.8 with pytest 7.0
+                 "pytest-xdist>=3.5,<4",
                  # make lint: mypy dap_core (mypy.ini); mypy 2 runs on Python 3.10 or newer
                  "mypy==2.4.1; python_version >= '3.10'",
                  # make coverage: `patch = subprocess` follows bin/dap; none for Python 3.8
