@@ -206,3 +206,24 @@ def test_a_part_that_is_not_the_tables_tsv_is_an_unexpected_answer(tmp_path, par
     with pytest.raises(UnexpectedAnswer, match=says):
         write(tmp_path, [part])
     assert list(tmp_path.iterdir()) == []  # nothing left behind, not even a temporary file
+
+
+def test_the_footer_written_from_kept_objects_is_the_spliced_ones(tmp_path, monkeypatch):
+    """Where the encoded row groups cannot be spliced into the footer (a fastparquet that
+    encodes otherwise), the footer is encoded from the row groups' objects: the same file."""
+    rows = [line(TS, "U", str(i), "n%d" % i, "1.5", "true", TS, "[]") for i in range(50)]
+    parts = [HEADER + "".join(rows)]
+    found = []
+    real_splice_point = parquet._splice_point
+
+    def recorded(metadata, group):
+        found.append(real_splice_point(metadata, group))
+        return found[-1]
+
+    monkeypatch.setattr(parquet, "_splice_point", recorded)
+    spliced = write(tmp_path, parts, batch_rows=7, name="spliced").read_bytes()
+    assert found and all(point is not None for point in found)  # the splice was taken
+    monkeypatch.setattr(parquet, "_splice_point", lambda metadata, group: None)
+    kept = write(tmp_path, parts, batch_rows=7, name="kept")
+    assert kept.read_bytes() == spliced
+    assert read_both(kept).row_groups == [7] * 7 + [1]
