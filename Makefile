@@ -20,7 +20,7 @@ WHEELS    ?= wheelhouse
 # for any failed recipe; README.md's "Exit statuses" tells what dap's status means).
 DAP_STATUS = || { status=$$?; echo "make $@: dap failed with exit status $$status (README: Exit statuses); make itself exits 2" >&2; exit $$status; }
 # The checkpoints STATE holds of NAMESPACE's TABLE (a name, a comma list or all): file args
-HELD_CHECKPOINTS = $(PY) -c 'import json, sys; cps = json.load(open(sys.argv[1])).get("checkpoints", {}); ns, t = sys.argv[2], sys.argv[3]; print(", ".join(sorted(k for k in cps if k.startswith(ns + ".") and (t == "all" or k.split(".", 1)[1] in t.split(",")))))'
+HELD_CHECKPOINTS = $(PY) -c 'import json, pathlib, sys; cps = json.loads(pathlib.Path(sys.argv[1]).read_text()).get("checkpoints", {}); ns, t = sys.argv[2], sys.argv[3]; print(", ".join(sorted(k for k in cps if k.startswith(ns + ".") and (t == "all" or k.split(".", 1)[1] in t.split(",")))))'
 
 .DEFAULT_GOAL := help
 .PHONY: help install official-client demo test coverage lint test-python test-matrix simulator bench soak clean wheelhouse list schema snapshot incremental

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import BinaryIO, Optional
 
 import pytest
 
@@ -264,14 +265,29 @@ class Killer:
     def __init__(self, sim, url: str, gate: RequestGate, tmpdir) -> None:
         self.sim, self.url, self.gate = sim, url, gate
         self.env = db_env(sim, url, TMPDIR=str(tmpdir))
+        self.log: Optional[BinaryIO] = None
+
+    def __enter__(self) -> Killer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
     def start(self, args):
         self.sim.clear_requests()
+        self.close()  # stderr() tells of the latest run only
         self.log = tempfile.TemporaryFile()
         return subprocess.Popen(DAP + list(args), env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=self.log)
 
     def stderr(self) -> str:
+        if self.log is None:
+            return ""
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")[-2000:]
 
@@ -406,6 +422,8 @@ def test_sigkill_during_initdb_and_syncdb_leaves_before_or_after_and_a_rerun_con
             assert_replica_equals(database, sim, NS, TABLE)
             assert stored_checkpoint(database, NS, TABLE) == utc_point(sim.frontier)
     finally:
+        killer.close()
+        reference.close()
         gate.close()
     print("%s: %r" % (database.dialect, tally))  # shown with pytest -s
     # every mid-load kill was held mid-load by construction: each one must have landed there
@@ -438,10 +456,11 @@ def test_mysql_initdb_killed_between_its_commit_and_its_rename_is_rolled_forward
     sim = make_simulator(**KILL_DATA)
     gate = RequestGate(sim)
     args = ["initdb", "--namespace", NS, "--table", TABLE]
+    killer = Killer(sim, mysql.url, gate, tmp_path)
     try:
-        Killer(sim, mysql_reference.url, gate, tmp_path).clean(args)
+        with Killer(sim, mysql_reference.url, gate, tmp_path) as reference:
+            reference.clean(args)
         after = mysql_reference.snapshot(NS, TABLE)
-        killer = Killer(sim, mysql.url, gate, tmp_path)
         gate.hold(object_download, nth=2)  # the new copy is created, the load under way
         proc = killer.start(args)
         assert gate.wait_held(proc), killer.stderr()
@@ -456,6 +475,7 @@ def test_mysql_initdb_killed_between_its_commit_and_its_rename_is_rolled_forward
         mysql.execute("KILL %d" % session_running(mysql, "RENAME TABLE"))
         mysql.execute("ROLLBACK")
     finally:
+        killer.close()
         gate.close()
     wait_until_alone(mysql)
     rows, sync = mysql.snapshot(NS, TABLE)
