@@ -7,8 +7,8 @@ escapes of text columns are undone a whole column at a time.  Typed chunks gathe
 row groups of at most ``PARQUET_BATCH_ROWS`` rows (or ``PARQUET_BATCH_BYTES`` of TSV),
 written with fastparquet (imported only here, only when Parquet is asked for), a column
 at a time, to ONE file whose footer is written once, at the end.  Memory holds one chunk
-and one row group, whatever the table's size.  Large parts are typed by a worker process
-(``DAP_PARQUET_WORKERS``) while this one writes, so that both cores work.
+and one row group, whatever the table's size.  With ``DAP_PARQUET_WORKERS=1``, large parts
+are typed by a worker process while this one writes, so that both cores work.
 
 The column types (README: Output formats): integers -> int64, numbers -> double, booleans
 -> boolean, ``date-time`` strings -> timestamps in microseconds, UTC; other strings and
@@ -688,8 +688,8 @@ PARQUET_PARALLEL_BYTES = 4 * 1024 * 1024
 #: the worker has not begun while it waits for the oldest)
 PARQUET_CHUNKS_AHEAD = 4
 #: worker processes (shared by the tables written at once); None: ``DAP_PARQUET_WORKERS``
-#: from the environment, else one where there are two cores or more (see the README's
-#: Benchmarks)
+#: from the environment, else none: on the project's 2-core machine, shared with other work,
+#: a worker gained no measurable wall time for its memory (the README's Benchmarks)
 PARQUET_WORKERS: Optional[int] = None
 
 _POOL_LOCK = threading.RLock()
@@ -701,13 +701,10 @@ def _workers() -> int:
     if PARQUET_WORKERS is not None:
         return PARQUET_WORKERS
     import os
-    setting = os.environ.get("DAP_PARQUET_WORKERS", "")
     try:
-        if setting.strip():
-            return max(0, int(setting))
+        return max(0, int(os.environ.get("DAP_PARQUET_WORKERS", "0") or 0))
     except ValueError:
-        pass
-    return 1 if (os.cpu_count() or 1) > 1 else 0
+        return 0
 
 
 def _typing_pool():
