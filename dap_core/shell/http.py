@@ -261,10 +261,6 @@ class Reply:
         return "Reply(status=%d, %d bytes)" % (self.status, len(self.data))
 
 
-class RefreshUrl(Exception):
-    """Internal signal: the policy wants a fresh pre-signed URL for this download."""
-
-
 # -- the transport ---------------------------------------------------------------------------
 
 class Transport:
