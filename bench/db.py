@@ -39,13 +39,13 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-from bench.run import CLIENT_ID, RESULTS, ROOT, SECRET, measure_rss
+from bench import common
+from bench.run import CLIENT_ID, SECRET, measure_rss
 
 NAMESPACE, TABLE, REF_NAMESPACE = "canvas", "submissions", "dapref"
 GOALS = {"postgresql_init_ratio": 1.5, "mysql_init_ratio": 2.0,
@@ -59,17 +59,10 @@ LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB"}
 # -- the simulator and the data -----------------------------------------------------------------
 
 def start_simulator(rows, rows_per_part, changes_per_step):
-    argv = [sys.executable, "-m", "fixtures.simulator", "--port", "0",
-            "--rows", f"{TABLE}={rows}", "--rows-per-part", str(rows_per_part),
-            "--changes-per-step", str(changes_per_step), "--initial-steps", "0",
-            "--no-rate-limits", "--job-wait", "0", "--job-run", "0", "--advance-per-job", "0"]
-    sim = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
-    base_url = sim.stdout.readline().strip()
-    if not base_url.startswith("http"):
-        sim.kill()
-        raise SystemExit("bench: the simulator did not start")
-    return sim, base_url
+    return common.start_simulator([
+        "--rows", f"{TABLE}={rows}", "--rows-per-part", str(rows_per_part),
+        "--changes-per-step", str(changes_per_step), "--initial-steps", "0",
+        "--no-rate-limits", "--job-wait", "0", "--job-run", "0", "--advance-per-job", "0"])
 
 
 class PartFiles:
@@ -541,11 +534,7 @@ def main(argv=None):
               "command": "python -m bench.db " + " ".join(argv if argv is not None
                                                           else sys.argv[1:]),
               "results": results, "skipped": skipped, "goals": GOALS}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "db.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = render(report)
-    (RESULTS / "db.md").write_text(text)
-    print(text)
+    common.save_report("db", report, render(report))
     return report
 
 

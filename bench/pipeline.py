@@ -34,8 +34,9 @@ import threading
 import time
 import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench import common
+
+ROOT, RESULTS = common.ROOT, common.RESULTS
 CLIENT_ID, SECRET = "us-east-1#demo", "demo-secret"
 GOALS = {"concurrency_ratio": 0.5, "notice_latency_s": 5.0, "rss_mib": 100.0}
 LATENCY_TABLES = ("accounts", "users", "courses")
@@ -44,17 +45,10 @@ LATENCY_TABLES = ("accounts", "users", "courses")
 def start_simulator(job_seconds: float, rows: int, rows_per_part: int):
     """A simulator subprocess with the contract's rate limits: (process, base URL)."""
     wait = round(job_seconds / 3.0, 3)
-    argv = [sys.executable, "-m", "fixtures.simulator", "--port", "0",
-            "--job-wait", str(wait), "--job-run", str(round(job_seconds - wait, 3)),
-            "--rows", "submissions=%d" % rows, "--rows-per-part", str(rows_per_part),
-            "--advance-per-job", "0"]
-    sim = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
-    base_url = sim.stdout.readline().strip()
-    if not base_url.startswith("http"):
-        sim.kill()
-        raise SystemExit("bench: the simulator did not start")
-    return sim, base_url
+    return common.start_simulator([
+        "--job-wait", str(wait), "--job-run", str(round(job_seconds - wait, 3)),
+        "--rows", "submissions=%d" % rows, "--rows-per-part", str(rows_per_part),
+        "--advance-per-job", "0"])
 
 
 def requests_of(base_url: str):
@@ -242,11 +236,7 @@ def main(argv=None):
         "load_after": " ".join("%.2f" % x for x in os.getloadavg()),
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "goals": GOALS,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = render(report)
-    (RESULTS / "pipeline.md").write_text(text)
-    print(text)
+    common.save_report("pipeline", report, render(report))
     return report
 
 

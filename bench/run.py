@@ -34,8 +34,9 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench import common
+
+ROOT, RESULTS = common.ROOT, common.RESULTS
 CLIENT_ID, SECRET = "us-east-1#demo", "demo-secret"
 GOALS = {"wall_ratio_fast": 1.0, "wall_ratio": 1.3, "parquet_ratio": 4.0, "rss_mib": 100.0,
          "help_ms": 100.0}
@@ -111,16 +112,9 @@ def measure_tree(argv, env=None):
 
 
 def start_simulator(rows, rows_per_part):
-    argv = [sys.executable, "-m", "fixtures.simulator", "--port", "0",
-            "--rows", f"submissions={rows}", "--rows-per-part", str(rows_per_part),
-            "--no-rate-limits", "--job-wait", "0", "--job-run", "0", "--advance-per-job", "0"]
-    sim = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
-    base_url = sim.stdout.readline().strip()
-    if not base_url.startswith("http"):
-        sim.kill()
-        raise SystemExit("bench: the simulator did not start")
-    return sim, base_url
+    return common.start_simulator([
+        "--rows", f"submissions={rows}", "--rows-per-part", str(rows_per_part),
+        "--no-rate-limits", "--job-wait", "0", "--job-run", "0", "--advance-per-job", "0"])
 
 
 def as_installed(workdir):
@@ -270,11 +264,7 @@ def main(argv=None):
               "python": sys.version.split()[0], "cpus": os.cpu_count(),
               "formats": formats, "help": bench_help(), "goals": GOALS,
               "fast": fast_extras(), "load": [load_before, _load()]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = render(report)
-    (RESULTS / "latest.md").write_text(text)
-    print(text)
+    common.save_report("latest", report, render(report))
     if args.databases:
         from bench import db
         db.main(["--rows", str(args.rows), "--rows-per-part", str(args.rows_per_part),
