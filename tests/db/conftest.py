@@ -1,4 +1,6 @@
-"""Real database servers for the replication tests: a fresh database per test, dropped after.
+"""Real database servers for the replication tests: a fresh database per test, dropped after
+(made through the admin connection, named dap_test_[WORKER_]HEX, so that xdist's workers and
+other suites on the same servers never share one).
 
 PostgreSQL and MariaDB are the machine's servers (127.0.0.1:5432 as postgres, 127.0.0.1:3306
 as root; override with DAP_TEST_POSTGRESQL / DAP_TEST_MYSQL, connection strings ending in the
@@ -132,7 +134,11 @@ def _database(dialect: str, tmp_path):
         finally:
             conn.close()
         return
-    name = "dap_test_%s" % secrets.token_hex(6)
+    # a database of its own for every test, so tests never share one: not two xdist workers
+    # (make test runs two), nor other suites on the same server; the worker is in its name
+    # (dap_test_gw1_...) to tell whose a leftover is
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    name = "dap_test_%s%s" % (worker + "_" if worker else "", secrets.token_hex(6))
     base, admin_db = _split(SERVERS[dialect])
     if dialect == "postgresql":
         import psycopg
