@@ -47,8 +47,13 @@ official-client: .venv-official/.installed ## Instructure's client in .venv-offi
 demo: $(STAMP) ## a snapshot, a chained incremental, then initdb/syncdb into SQLite, on the bundled simulator
 	@PYTHON=$(PY) bash bin/demo
 
-test: lint ## ruff and mypy, then the whole test suite
-	$(PY) -m pytest -q
+# The suite on TEST_WORKERS processes (pytest-xdist; 2, one per core of the project's
+# machines; TEST_WORKERS=0 runs it in one).  --dist loadfile keeps each test file on one
+# worker: tests/project's make runs in the checkout never overlap, and a module's fixtures
+# are made once.  Every test has its own simulator, temporary directory and database.
+TEST_WORKERS ?= 2
+test: lint ## ruff and mypy, then the whole test suite on two workers (TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 coverage: $(STAMP) ## the suite under coverage, bin/dap's subprocesses too: report here, htmlcov/ for the lines
 	rm -f .coverage .coverage.*
