@@ -455,6 +455,16 @@ class PipeLoader(Loader):
                         "LOAD DATA did not start") from None
                 time.sleep(0.002)
         os.set_blocking(self._fd, True)
+        # both ends are open now: the pipe's name is no longer needed, and gone at once it
+        # cannot be left behind in the temporary directory by a run killed mid-load
+        self._remove_pipe()
+
+    def _remove_pipe(self) -> None:
+        try:
+            os.unlink(self._path)
+            os.rmdir(self._dir)
+        except OSError:
+            pass
 
     def _body(self, data: bytes) -> None:
         view = memoryview(data)
@@ -476,11 +486,7 @@ class PipeLoader(Loader):
 
     def _finish_thread(self) -> int:
         self._thread.join()
-        try:
-            os.unlink(self._path)
-            os.rmdir(self._dir)
-        except OSError:
-            pass
+        self._remove_pipe()  # the statement failed before it opened the pipe
         outcome = self._result[0] if self._result else 0
         if isinstance(outcome, BaseException):
             if isinstance(outcome, self.db.driver_errors):
