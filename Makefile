@@ -55,9 +55,11 @@ TEST_WORKERS ?= 2
 test: lint ## ruff and mypy, then the whole test suite on two workers (TEST_WORKERS)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# The workers are subprocesses too (.coveragerc's patch = subprocess follows them).  A data
+# file that a killed bin/dap left half-written is reported and left out of the sum.
 coverage: $(STAMP) ## the suite under coverage, bin/dap's subprocesses too: report here, htmlcov/ for the lines
 	rm -f .coverage .coverage.*
-	$(PY) -m coverage run -m pytest -q $(ARGS)
+	$(PY) -m coverage run -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --sort=cover
 	$(PY) -m coverage html -q
