@@ -25,7 +25,7 @@ Whenever the part starts over after some of its output was passed on, the decisi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .errors import DapError, ServiceUnavailable, UnexpectedAnswer
@@ -42,23 +42,27 @@ MAX_DOWNLOADS = 5
 class Fetch:
     """Ask for the part from byte `offset` (with a Range header unless 0). First, in this
     order: `rollback` the output of the part passed on so far, start a `fresh` decompressor,
-    ask for a fresh URL (`refresh_url`), wait `wait` seconds."""
+    ask for a fresh URL (`refresh_url`), wait `wait` seconds. `why`: why an answer made the
+    part start over, for the log (empty otherwise)."""
 
     offset: int
     fresh: bool = False
     rollback: bool = False
     refresh_url: bool = False
     wait: float = 0.0
+    why: str = field(default="", compare=False)  # for the log, not the decision
 
 
 @dataclass(frozen=True)
 class ReadBody:
     """Stream the answer's body into the decompressor, reporting each chunk (`received`),
     then how it ended (`cut`, `corrupt` or `ended`). With `fresh`, the body is the part from
-    its first byte: `rollback` the output and start a fresh decompressor first."""
+    its first byte: `rollback` the output and start a fresh decompressor first (`why` says
+    why, as `Fetch`'s)."""
 
     fresh: bool = False
     rollback: bool = False
+    why: str = field(default="", compare=False)  # for the log, not the decision
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,11 @@ class PartDownload:
         """An answer's status (and its `Content-Range`) to the request last decided."""
         self._check_open()
         if status == 416 or (self.offset and status == 200):
-            return self._start_over(Fetch if status == 416 else ReadBody)
+            why = "cannot resume at byte %d (HTTP %d)" % (self.offset, status)
+            return self._start_over(Fetch if status == 416 else ReadBody, why)
         if self.offset and status == 206:
             if content_range_start(content_range) != self.offset:
-                return self._start_over(Fetch)
+                return self._start_over(Fetch, "resumed at the wrong offset")
             return ReadBody()
         if status == 206:
             return self._give_up(UnexpectedAnswer("%s: unexpected HTTP 206" % self.label))
@@ -181,7 +186,7 @@ class PartDownload:
         return Done(self.offset)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _start_over(self, then):
+    def _start_over(self, then, why: str = ""):
         if self.downloads >= self.max_downloads:
             return self._give_up(ServiceUnavailable(
                 "%s stayed corrupt after %d downloads" % (self.label, self.downloads),
@@ -191,8 +196,8 @@ class PartDownload:
         rollback, self._passed_on = self._passed_on, False
         self.offset = 0
         if then is ReadBody:
-            return ReadBody(fresh=True, rollback=rollback)
-        return Fetch(0, fresh=True, rollback=rollback)
+            return ReadBody(fresh=True, rollback=rollback, why=why)
+        return Fetch(0, fresh=True, rollback=rollback, why=why)
 
     def _give_up(self, error: DapError) -> GiveUp:
         self._over = True

@@ -276,7 +276,8 @@ def _fetch(transport, url: str, part: transfer.PartDownload, output: _PartOutput
         status = resp.status
         log.debug("%s: GET%s -> %d", label, " from byte %d" % offset if offset else "", status)
         decision = part.answered(status, resp.headers.get("Content-Range"))
-        _log_start_over(label, offset, status, decision)
+        if isinstance(decision, (transfer.Fetch, transfer.ReadBody)) and decision.why:
+            log.info("%s: %s; downloading it again", label, decision.why)
         if isinstance(decision, transfer.ReportFailure):
             return _failed(transport, part, transport.answer_for(
                 "download", status, resp.headers, _read_small(resp, network_errors)))
@@ -290,14 +291,6 @@ def _fetch(transport, url: str, part: transfer.PartDownload, output: _PartOutput
         if not whole:
             resp.close()  # unread bytes must not poison a pooled connection
         resp.release_conn()
-
-
-def _log_start_over(label: str, offset: int, status: int, decision) -> None:
-    if status == 416 or (offset and status == 200):
-        log.info("%s: cannot resume at byte %d (HTTP %d); downloading it again",
-                 label, offset, status)
-    elif offset and status == 206 and not isinstance(decision, transfer.ReadBody):
-        log.info("%s: resumed at the wrong offset; downloading it again", label)
 
 
 def _stream(transport, url: str, resp, part: transfer.PartDownload, output: _PartOutput,
