@@ -36,15 +36,12 @@ from .http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Transport, check_base_url, 
 from .readahead import ReadAhead
 from .session import Session
 from .sinks import SPOOL_MEMORY, AtomicFile, ByteStream, StdoutSink, TableNamingStream
-from .parquet import ParquetWriter
-from .writers import StreamWriter, require_parquet
+from .parquet import ParquetWriter, require_parquet
+from .writers import StreamWriter
 
 __all__ = ["Client", "DownloadResult", "Progress"]
 
 log = logging.getLogger("dap.client")
-
-STDOUT_HINT = errors.STDOUT_HINT
-
 
 @dataclass(frozen=True)
 class DownloadResult:
@@ -241,13 +238,13 @@ class Client:
                 naming.finish()
         except errors.OutputError as exc:
             if exc.hint == errors.OutputError.default_hint:
-                exc.hint = STDOUT_HINT
+                exc.hint = errors.STDOUT_HINT
             raise
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise errors.OutputError("writing stdout failed: %s" % (exc.strerror or exc),
-                                     STDOUT_HINT) from exc
+                                     errors.STDOUT_HINT) from exc
         finally:
             writer.abort()
         metadata = layout.job_metadata(query.namespace, query.table, job, query.format,

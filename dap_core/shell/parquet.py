@@ -40,9 +40,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import columns as layout_of, copytext, errors
 from .sinks import AtomicFile, SpoolSink
-from .writers import output_errors, require_parquet
+from .writers import output_errors
 
-__all__ = ["ParquetWriter", "PARQUET_BATCH_ROWS"]
+__all__ = ["ParquetWriter", "require_parquet", "PARQUET_BATCH_ROWS"]
 
 #: a row group holds at most this many rows, or the lines of this many bytes of TSV
 #: (typed, a row takes about its TSV's size in memory)
@@ -60,6 +60,18 @@ _NULL = "\\N"
 #: pandas' dtype for reading each kind of column; the others are read as text
 _READ_AS = {"integer": "Int64", "number": "float64", "boolean": "boolean"}
 _FIXED_WIDTH = ("integer", "boolean", "number", "timestamp")
+PARQUET_EXTRA_HINT = "install it with: pip install 'dap-cd2[parquet]' (or pip install fastparquet)"
+
+
+def require_parquet():
+    """``(fastparquet, pandas)``, or ``InvalidInput`` naming the extra to install."""
+    try:
+        import fastparquet
+        import pandas
+    except ImportError as exc:
+        raise errors.InvalidInput("Parquet output needs fastparquet, which is not installed (%s)"
+                                  % exc.name, PARQUET_EXTRA_HINT) from None
+    return fastparquet, pandas
 
 
 class ParquetWriter:

@@ -391,7 +391,7 @@ class Settings:
             if self.to_stdout:
                 queries.check_stdout_format(self.format, self.several)
             if self.format == "parquet":
-                from .writers import require_parquet
+                from .parquet import require_parquet
                 require_parquet()
         if self.command == "incremental" and self.since is None and self.state_path is None:
             raise errors.UsageError("incremental needs --since TS, or --state FILE with a "

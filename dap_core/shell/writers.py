@@ -20,10 +20,7 @@ from typing import Callable, Optional
 
 from .. import errors, merge
 
-__all__ = ["StreamWriter", "require_parquet", "output_errors"]
-
-PARQUET_EXTRA_HINT = "install it with: pip install 'dap-cd2[parquet]' (or pip install fastparquet)"
-
+__all__ = ["StreamWriter", "output_errors"]
 
 def output_errors(method):
     """Turn an ``OSError`` of the output into ``OutputError`` naming the output."""
@@ -39,17 +36,6 @@ def output_errors(method):
                 self.describe, exc.strerror or exc)) from exc
 
     return guarded
-
-
-def require_parquet():
-    """``(fastparquet, pandas)``, or ``InvalidInput`` naming the extra to install."""
-    try:
-        import fastparquet
-        import pandas
-    except ImportError as exc:
-        raise errors.InvalidInput("Parquet output needs fastparquet, which is not installed (%s)"
-                                  % exc.name, PARQUET_EXTRA_HINT) from None
-    return fastparquet, pandas
 
 
 class StreamWriter:
