@@ -2,11 +2,15 @@
 in-process bundled simulator, credentials in the environment."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from typing import List, Optional
 
 import pytest
@@ -60,6 +64,33 @@ def run_dap(*args, sim=None, style: Optional[str] = "id", env=None, cwd=None,
                           timeout=timeout)
     return Result(done)
 
+
+
+def run_on_terminal(args, env, columns=200):
+    """bin/dap with stderr on a pseudo-terminal of ``columns`` columns (stdout discarded):
+    (exit status, what the terminal got)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        with subprocess.Popen(DAP + list(args), stdout=subprocess.DEVNULL, stderr=terminal,
+                              env=env) as proc:
+            try:
+                os.close(terminal)
+                chunks = []
+                while True:
+                    try:
+                        data = os.read(controller, 65536)
+                    except OSError:  # the terminal's last writer is gone
+                        break
+                    if not data:
+                        break
+                    chunks.append(data)
+                proc.wait(timeout=120)
+            finally:
+                proc.kill()
+        return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(controller)
 
 def assert_one_line_error(result: Result, status: int, *words: str) -> str:
     """A failure reported as exactly one line on stderr, no traceback, the given status."""

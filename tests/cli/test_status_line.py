@@ -3,38 +3,11 @@
 rate and elapsed time), cut to the terminal's width; off a terminal, log lines at info."""
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import struct
-import subprocess
-import termios
 
-from .conftest import DAP, dap_env, run_dap
+from .conftest import dap_env, run_dap, run_on_terminal
 
 CLEAR = "\r\x1b[K"
-
-
-def run_on_terminal(args, env, columns=200):
-    """bin/dap with stderr on a pseudo-terminal of ``columns`` columns: status, stderr."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    try:
-        proc = subprocess.Popen(DAP + args, stdout=subprocess.DEVNULL, stderr=terminal, env=env)
-        os.close(terminal)
-        chunks = []
-        while True:
-            try:
-                data = os.read(controller, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        return proc.wait(timeout=120), b"".join(chunks).decode("utf-8", "replace")
-    finally:
-        os.close(controller)
 
 
 def drawn(err):

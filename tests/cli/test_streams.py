@@ -4,14 +4,13 @@ interrupt leaves nothing half-written."""
 from __future__ import annotations
 
 import os
-import pty
 import signal
 import subprocess
 import time
 
 import pytest
 
-from .conftest import DAP, dap_env, run_dap
+from .conftest import DAP, dap_env, run_dap, run_on_terminal
 
 
 def downloads(sim):
@@ -79,33 +78,9 @@ def test_a_closed_pipe_exits_141_without_a_word(make_simulator):
     assert done.stderr == b""
 
 
-def _run_with_terminal_stderr(args, env):
-    controller, terminal = pty.openpty()
-    try:
-        with subprocess.Popen(DAP + args, stdout=subprocess.PIPE, stderr=terminal,
-                              env=env) as proc:
-            try:
-                os.close(terminal)
-                chunks = []
-                while True:
-                    try:
-                        data = os.read(controller, 65536)
-                    except OSError:
-                        break
-                    if not data:
-                        break
-                    chunks.append(data)
-                proc.wait(timeout=120)
-            finally:
-                proc.kill()
-        return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
-    finally:
-        os.close(controller)
-
-
 def test_progress_is_shown_only_when_stderr_is_a_terminal(sim, tmp_path):
     args = ["snapshot", "--table", "submissions", "--output-directory", str(tmp_path)]
-    status, err = _run_with_terminal_stderr(args, dap_env(sim))
+    status, err = run_on_terminal(args, dap_env(sim))
     assert status == 0
     assert "canvas.submissions: part " in err and " rows" in err and "MiB" in err
     done = run_dap(*args, sim=sim)
