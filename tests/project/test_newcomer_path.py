@@ -16,6 +16,8 @@ import venv
 
 import pytest
 
+from tests.project.checkouts import make_checkout
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="make is not installed")
@@ -160,17 +162,6 @@ def bare_python(tmp_path_factory):
     return where / "bin"
 
 
-def _checkout(where, venv_dir=None):
-    """A checkout of bin/ and dap_core/ in ``where``, with ``venv_dir`` as its .venv."""
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "bin", where / "bin", ignore=ignore)
-    shutil.copytree(ROOT / "dap_core", where / "dap_core", ignore=ignore)
-    shutil.copy(ROOT / "Makefile", where / "Makefile")
-    if venv_dir is not None:
-        (where / ".venv").symlink_to(venv_dir, target_is_directory=True)
-    return where
-
-
 def _path_first(directory, sim=None, **extra):
     env = dap_env(sim, **extra) if sim is not None else dict(os.environ, **extra)
     env["PATH"] = str(directory) + os.pathsep + env.get("PATH", "")
@@ -181,7 +172,7 @@ def test_readme_commands_run_with_a_python3_that_lacks_docopt_once_make_made_the
         make_simulator, bare_python, tmp_path):
     if not os.access(ROOT / ".venv" / "bin" / "python", os.X_OK):
         pytest.skip("no .venv in this checkout (make install makes it)")
-    checkout = _checkout(tmp_path / "checkout", ROOT / ".venv")
+    checkout = make_checkout(tmp_path / "checkout", ROOT / ".venv")
     sim = make_simulator(retention_days=100000)
     env = _path_first(bare_python, sim)
     commands = _readme_dap_commands()
@@ -198,7 +189,7 @@ def test_readme_commands_run_with_a_python3_that_lacks_docopt_once_make_made_the
 
 
 def test_bin_dap_without_a_venv_says_exactly_what_to_run(bare_python, tmp_path):
-    checkout = _checkout(tmp_path / "checkout")
+    checkout = make_checkout(tmp_path / "checkout")
     done = run([str(checkout / "bin" / "dap"), "list"], env=_path_first(bare_python),
                cwd=tmp_path, timeout=60)
     assert done.returncode == 3
@@ -211,7 +202,7 @@ def test_bin_dap_without_a_venv_says_exactly_what_to_run(bare_python, tmp_path):
 
 
 def test_bin_dap_runs_a_venv_that_lacks_the_dependencies_too_only_once(bare_python, tmp_path):
-    checkout = _checkout(tmp_path / "checkout", bare_python.parent)
+    checkout = make_checkout(tmp_path / "checkout", bare_python.parent)
     done = run([str(checkout / "bin" / "dap"), "list"], env=_path_first(bare_python),
                cwd=tmp_path, timeout=60)
     assert done.returncode == 3 and "make install" in done.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import venv
@@ -22,6 +21,7 @@ import venv
 import pytest
 
 from dap_core.shell import dependencies
+from tests.project.checkouts import make_checkout
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -119,16 +119,6 @@ def old_python(tmp_path_factory):
     return where / "bin"
 
 
-def _checkout(where, venv_dir=None):
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "bin", where / "bin", ignore=ignore)
-    shutil.copytree(ROOT / "dap_core", where / "dap_core", ignore=ignore)
-    shutil.copy(ROOT / "Makefile", where / "Makefile")
-    if venv_dir is not None:
-        (where / ".venv").symlink_to(venv_dir, target_is_directory=True)
-    return where
-
-
 def _env(python_dir, sim=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAP_")
            and k != "PYTHONPATH"}
@@ -152,7 +142,7 @@ def _venv_with_dependencies():
 
 def test_bin_dap_with_too_old_packages_runs_the_checkouts_venv(old_python, tmp_path,
                                                               make_simulator):
-    checkout = _checkout(tmp_path / "checkout", _venv_with_dependencies())
+    checkout = make_checkout(tmp_path / "checkout", _venv_with_dependencies())
     sim = make_simulator()
     done = subprocess.run([str(checkout / "bin" / "dap"), "list"], env=_env(old_python, sim),
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -161,7 +151,7 @@ def test_bin_dap_with_too_old_packages_runs_the_checkouts_venv(old_python, tmp_p
 
 
 def test_bin_dap_with_too_old_packages_and_no_venv_names_what_is_too_old(old_python, tmp_path):
-    checkout = _checkout(tmp_path / "checkout")
+    checkout = make_checkout(tmp_path / "checkout")
     done = subprocess.run([str(checkout / "bin" / "dap"), "list"], env=_env(old_python),
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
