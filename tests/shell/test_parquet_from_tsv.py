@@ -13,24 +13,13 @@ from hypothesis import strategies as st
 
 from dap_core.errors import UnexpectedAnswer
 from dap_core.shell import parquet
-from dap_core.shell.sinks import AtomicFile
 
+from tests.parquet_parts import FLAT_SCHEMA, write_parts
 from tests.parquet_readers import read_both
 
 UTC = dt.timezone.utc
-SCHEMA = {"type": "object", "properties": {
-    "key": {"type": "object", "properties": {"id": {"type": "integer"}}},
-    "value": {"type": "object", "properties": {
-        "name": {"type": "string"},
-        "score": {"type": "number"},
-        "active": {"type": "boolean"},
-        "due_at": {"type": "string", "format": "date-time"},
-        "tags": {"type": "array", "items": {"type": "string"}}}},
-    "meta": {"type": "object", "properties": {
-        "ts": {"type": "string", "format": "date-time"},
-        "action": {"type": "string", "enum": ["U", "D"]}}}}}
 HEADER = "\t".join(["meta.ts", "meta.action", "key.id", "value.name", "value.score",
-                    "value.active", "value.due_at", "value.tags"]) + "\n"
+                    "value.active", "value.at", "value.tags"]) + "\n"
 TS = "2024-07-13T09:30:00.123456Z"
 AT = dt.datetime(2024, 7, 13, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -49,20 +38,9 @@ def copy_text(text: str) -> str:
 def write(tmp_path, parts, snapshot=False, batch_rows=parquet.PARQUET_BATCH_ROWS, name="t"):
     """Write ``parts`` (texts, each a whole part) fed in small pieces; the file's path."""
     path = tmp_path / (name + ".parquet")
-    writer = parquet.ParquetWriter(AtomicFile(str(path)), {"schema": SCHEMA}, "expanded",
-                                   batch_rows=batch_rows, snapshot=snapshot)
-    try:
-        for index, text in enumerate(parts):
-            data = text.encode("utf-8") if isinstance(text, str) else text
-            writer.begin_part(index)
-            for at in range(0, len(data), 7):
-                writer.feed(data[at:at + 7])
-            writer.end_part()
-        writer.finish()
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    write_parts(path, FLAT_SCHEMA, [p.encode("utf-8") if isinstance(p, str) else p
+                                    for p in parts],
+                snapshot=snapshot, batch_rows=batch_rows, piece=7)
     return path
 
 
@@ -80,7 +58,7 @@ def test_copy_text_escapes_nulls_and_empty_texts_come_out_as_written(tmp_path):
         "tab\there\nnewline\rreturn \\ backslash", "", "\\N", "octal A hex B bell \b", None]
     assert content.columns["value.score"] == [1.5, None, -0.25, 2.0, None]
     assert content.columns["value.active"] == [True, False, None, True, None]
-    assert content.columns["value.due_at"] == [AT, None, AT, AT, None]
+    assert content.columns["value.at"] == [AT, None, AT, AT, None]
     assert content.columns["value.tags"] == ['["a","b"]', "[]", None, "[]", None]
     assert content.columns["key.id"] == [1, 2, 3, 4, 5]
     assert content.columns["meta.action"] == ["U", "U", "U", "U", "D"]
@@ -107,7 +85,7 @@ def test_64_bit_integers_and_times_of_any_precision_and_offset_are_exact(tmp_pat
         dt.datetime(2024, 7, 13, 9, 30, tzinfo=UTC),
         dt.datetime(2024, 7, 13, 9, 30, 0, 500000, tzinfo=UTC),
         dt.datetime(2024, 7, 13, 9, 30, tzinfo=UTC)]
-    assert content.columns["value.due_at"] == [
+    assert content.columns["value.at"] == [
         dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(9999, 12, 31, 23, 59, 59, 999999,
                                                       tzinfo=UTC),
         dt.datetime(2024, 2, 29, 12, 0, 0, 100000, tzinfo=UTC)]
@@ -126,14 +104,14 @@ def test_every_float_comes_back_bit_for_bit(tmp_path, floats):
 def test_columns_go_by_the_header_missing_ones_are_null_unknown_ones_ignored(tmp_path):
     # another order, value.score and value.tags missing, a column the schema does not have
     header = "\t".join(["key.id", "value.surprise", "meta.action", "meta.ts", "value.name",
-                        "value.active", "value.due_at"]) + "\n"
+                        "value.active", "value.at"]) + "\n"
     part = header + line("7", "whatever", "U", TS, "seven", "false", TS)
     content = read_both(write(tmp_path, [part]))
     assert content.names == ["meta.ts", "meta.action", "key.id", "value.name", "value.score",
-                             "value.active", "value.due_at", "value.tags"]
+                             "value.active", "value.at", "value.tags"]
     assert content.rows() == [{"meta.ts": AT, "meta.action": "U", "key.id": 7,
                                "value.name": "seven", "value.score": None,
-                               "value.active": False, "value.due_at": AT, "value.tags": None}]
+                               "value.active": False, "value.at": AT, "value.tags": None}]
 
 
 def test_a_snapshot_has_meta_action_only_if_its_first_part_has_it(tmp_path):
@@ -160,7 +138,7 @@ def test_parts_chunks_and_row_groups_of_any_size_give_the_same_rows(tmp_path, mo
     assert content.columns["value.name"] == [None if i % 3 == 0 else "name %d" % i
                                              for i in range(300)]
     assert content.columns["value.score"] == [i / 4 for i in range(300)]
-    assert content.columns["value.due_at"] == [AT if i % 5 else None for i in range(300)]
+    assert content.columns["value.at"] == [AT if i % 5 else None for i in range(300)]
     assert content.columns["value.tags"] == ['["%d"]' % i for i in range(300)]
 
 
@@ -197,7 +175,7 @@ def test_a_worker_process_writes_the_very_same_file(tmp_path, monkeypatch):
     (HEADER + line(TS, "U", "1", "a", "1", "yes", TS, "[]"), "value.active .* boolean"),
     (HEADER + line(TS, "U", "1", "a", "1,5", "true", TS, "[]"), "value.score .* number"),
     (HEADER + line(TS, "U", "1", "a", "1", "true", "next tuesday", "[]"),
-     "value.due_at .* date and time"),
+     "value.at .* date and time"),
     (HEADER.encode() + b"2024-07-13T09:30:00Z\tU\t1\t\xff\t1\ttrue\t\\N\t[]\n", "UTF-8"),
     ("meta.ts\tkey.id\tmeta.ts\n" + line(TS, "1", TS), "header"),
     (line(TS, "U", "1"), "key columns .*key.id"),

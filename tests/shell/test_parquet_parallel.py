@@ -17,8 +17,8 @@ import pytest
 
 from dap_core.errors import UnexpectedAnswer
 from dap_core.shell import parquet
-from dap_core.shell.sinks import AtomicFile
 from fixtures.simulator.encoders import encode
+from tests.parquet_parts import write_parts
 from tests.parquet_readers import read_both
 
 SCHEMA = {"type": "object", "properties": {
@@ -61,20 +61,8 @@ def records(start: int, count: int, action: bool):
 
 
 def write(tmp_path, name, parts, snapshot, batch_rows=37):
-    target = AtomicFile(str(tmp_path / name))
-    writer = parquet.ParquetWriter(target, {"schema": SCHEMA}, "expanded",
-                                   batch_rows=batch_rows, snapshot=snapshot)
-    try:
-        for index, data in enumerate(parts):
-            writer.begin_part(index)
-            for at in range(0, len(data), 4096):
-                writer.feed(data[at:at + 4096])
-            writer.end_part()
-        writer.finish()
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    write_parts(tmp_path / name, SCHEMA, parts, mode="expanded", snapshot=snapshot,
+                batch_rows=batch_rows)
     read_both(tmp_path / name)  # pyarrow reads what fastparquet reads
     return (tmp_path / name).read_bytes()
 

@@ -15,6 +15,7 @@ import pytest
 from dap_core.shell.parquet import ParquetWriter
 from dap_core.shell.sinks import AtomicFile
 from fixtures.simulator.encoders import encode
+from tests.parquet_parts import FLAT_SCHEMA, write_parts
 from tests.parquet_readers import fastparquet_file, parquet_types, read_both
 
 UTC = dt.timezone.utc
@@ -34,17 +35,7 @@ def as_tsv(part, schema, mode=None, snapshot=False) -> bytes:
     action = not snapshot or any("action" in r["meta"] for r in records)
     return b"".join(encode(records, "tsv", schema, mode or "expanded", meta_action=action))
 
-SCHEMA = {"type": "object", "properties": {
-    "key": {"type": "object", "properties": {"id": {"type": "integer"}}},
-    "value": {"type": "object", "properties": {
-        "name": {"type": "string"},
-        "score": {"type": "number"},
-        "active": {"type": "boolean"},
-        "at": {"type": "string", "format": "date-time"},
-        "tags": {"type": "array", "items": {"type": "string"}}}},
-    "meta": {"type": "object", "properties": {
-        "ts": {"type": "string", "format": "date-time"},
-        "action": {"type": "string", "enum": ["U", "D"]}}}}}
+SCHEMA = FLAT_SCHEMA
 
 
 def lines(n, start=0, whole_seconds=True, far=False, no_at=False):
@@ -144,16 +135,10 @@ def write_records(tmp_path, parts, schema=NESTED, mode=None, batch_rows=65536, s
     both readers read it, fastparquet's ParquetFile)."""
     pytest.importorskip("fastparquet")
     path = tmp_path / ("t%d.parquet" % len(list(tmp_path.iterdir())))
-    writer = ParquetWriter(AtomicFile(str(path)), {"schema": schema, "version": 1}, mode,
-                           batch_rows=batch_rows, snapshot=snapshot)
-    for index, part in enumerate(parts):
-        writer.begin_part(index)
-        data = part if isinstance(part, bytes) else as_tsv(part, schema, mode, snapshot)
-        for at in range(0, len(data), 1000):  # in pieces that cut lines
-            writer.feed(data[at:at + 1000])
-        writer.end_part()
-    writer.finish()
-    writer.commit()
+    data = [part if isinstance(part, bytes) else as_tsv(part, schema, mode, snapshot)
+            for part in parts]
+    writer = write_parts(path, schema, data, mode=mode, snapshot=snapshot,
+                         batch_rows=batch_rows, piece=1000)  # in pieces that cut lines
     return writer, read_both(path), fastparquet_file(path)
 
 
