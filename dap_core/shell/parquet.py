@@ -1,14 +1,15 @@
 """The Parquet writer: a job's verified TSV parts in, one Parquet file of typed columns out.
 
 DAP's TSV (PostgreSQL ``COPY`` text) already holds the table's columns, flattened as the
-schema lays them out, so a part becomes columns without any Python work per record:
-pandas' C parser reads a chunk of lines with each column's type from the schema, and the
-escapes of text columns are undone a whole column at a time.  Typed chunks gather into
-row groups of at most ``PARQUET_BATCH_ROWS`` rows (or ``PARQUET_BATCH_BYTES`` of TSV),
-written with fastparquet (imported only here, only when Parquet is asked for), a column
-at a time, to ONE file whose footer is written once, at the end.  Memory holds one chunk
-and one row group, whatever the table's size.  With ``DAP_PARQUET_WORKERS=1``, large parts
-are typed by a worker process while this one writes, so that both cores work.
+schema lays them out, so a part becomes columns without any Python work per record: a
+chunk of lines is split into fields and each column typed from its bytes in bulk
+(``tsvfields``), then encoded as one Parquet data page (``parquet_pages``: PLAIN values,
+definition levels, Snappy, as fastparquet writes them).  A chunk's pages join the row group
+being gathered (a column chunk of several pages), which is written once it holds
+``PARQUET_BATCH_ROWS`` rows or ``PARQUET_BATCH_BYTES`` of TSV, a column after the other, to
+ONE file whose footer is written once, at the end.  Memory holds one chunk and one row
+group's compressed pages, whatever the table's size.  With ``DAP_PARQUET_WORKERS=N``,
+large parts are encoded by worker processes while this one downloads and writes.
 
 The column types (README: Output formats): integers -> int64, numbers -> double, booleans
 -> boolean, ``date-time`` strings -> timestamps in microseconds, UTC; other strings and
@@ -16,11 +17,12 @@ enums -> UTF-8 texts; arrays and free-form objects -> their JSON text.  A snapsh
 has a ``meta.action`` column only if its parts' headers have one (DAP's snapshots carry
 ``meta.ts`` only): not a column of nulls.
 
-fastparquet writes each row group (``writer.make_row_group``) and encodes the footer
-(``writer.write_thrift``); the footer's list of row groups is spliced from their encoded
-bytes (``_splice_point``), kept encoded because as objects they take 30 times the memory.
-This leans on fastparquet's internals, so setup.py pins the range of fastparquet versions
-the tests pass on.
+fastparquet (imported only here, only when Parquet is asked for) makes the file's schema
+(``fastparquet.write`` of no rows), encodes page headers and the footer with its thrift
+classes (``writer.write_thrift``) and compresses; the footer's list of row groups is
+spliced from their encoded bytes (``_splice_point``), kept encoded because as objects they
+take 30 times the memory.  This leans on fastparquet's internals, so setup.py pins the
+range of fastparquet versions the tests pass on.
 
 Any ``OSError`` from the output (a full disk) becomes ``OutputError`` (exit 12).
 """
@@ -29,13 +31,11 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import csv
 import gc
 import io
 import logging
 import struct
 import threading
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import columns as layout_of, copytext, errors
@@ -44,22 +44,21 @@ from .writers import output_errors
 
 __all__ = ["ParquetWriter", "require_parquet", "PARQUET_BATCH_ROWS"]
 
-#: a row group holds at most this many rows, or the lines of this many bytes of TSV
-#: (typed, a row takes about its TSV's size in memory)
+#: a row group holds at most this many rows, or the lines of this many bytes of TSV (its
+#: pages wait in memory, compressed, till it is whole)
 PARQUET_BATCH_ROWS = 65_536
-PARQUET_BATCH_BYTES = 3 * 1024 * 1024
-#: lines are parsed and typed in chunks of this many bytes: large enough that pandas'
-#: cost per call is nothing, small enough that a chunk's objects stay a few MiB
-PARQUET_CHUNK_BYTES = 512 * 1024
+PARQUET_BATCH_BYTES = 16 * 1024 * 1024
+#: lines are typed and encoded in chunks of this many bytes (a page of each column): large
+#: enough that numpy's cost per call is little, small enough that a chunk's arrays stay a
+#: few MiB
+PARQUET_CHUNK_BYTES = 2 * 1024 * 1024
 #: a part is spooled in memory up to this size, then on disk
 PARQUET_SPOOL_MEMORY = 1024 * 1024
 PARQUET_COMPRESSION = "SNAPPY"
 _PARQUET_MAGIC = b"PAR1"
-_SEPARATOR = "\x1f"  # between the texts of a column packed into one string
-_NULL = "\\N"
-#: pandas' dtype for reading each kind of column; the others are read as text
-_READ_AS = {"integer": "Int64", "number": "float64", "boolean": "boolean"}
-_FIXED_WIDTH = ("integer", "boolean", "number", "timestamp")
+#: pandas' dtype of each kind of column, for the schema fastparquet makes (texts: object)
+_DTYPES = {"integer": "Int64", "number": "float64", "boolean": "boolean",
+           "timestamp": "datetime64[us, UTC]"}
 PARQUET_EXTRA_HINT = "install it with: pip install 'dap-cd2[parquet]' (or pip install fastparquet)"
 
 
@@ -88,9 +87,6 @@ class ParquetWriter:
                  batch_rows: int = PARQUET_BATCH_ROWS, describe: str = "the output",
                  snapshot: bool = False) -> None:
         self.fastparquet, self.pandas = require_parquet()
-        import numpy
-        self._numpy = numpy
-        self._types = _ColumnTypes(numpy, self.pandas)
         self.target = target
         self.describe = describe
         self._layout = (schema.get("schema", schema), mode or "expanded")
@@ -104,10 +100,11 @@ class ParquetWriter:
         self._splice: Optional[Tuple[int, int]] = None  # see _keep
         self._metadata: Any = None        # the file's metadata (schema) once it is begun
         self._elements: List[Any] = []    # its schema's element of each column
+        self._optional: List[bool] = []   # whether each column has definition levels
         self._end = 0                     # where the next row group goes
-        self._pending = self._gatherers()
-        self._pending_rows = 0
-        self._pending_bytes = 0
+        self._pending: List[List[Any]] = [[] for _ in self.columns]  # parquet_pages.Page
+        self._pending_rows = 0            # the rows of the pages pending
+        self._planned = [0, 0]            # the rows and bytes of the chunks cut for them
         self._spool = SpoolSink(self._write_part, max_memory=PARQUET_SPOOL_MEMORY)
         target.close_handle()  # fastparquet opens the temporary file by name
 
@@ -153,11 +150,10 @@ class ParquetWriter:
 
     def abort(self) -> None:
         self._spool.abort()
-        for gathered in self._pending:
-            gathered.clear()
+        self._pending = [[] for _ in self.columns]
         self.target.abort()
 
-    # -- a part: its header, then chunks of lines typed here or in the worker -----------------
+    # -- a part: its header, then chunks of lines encoded here or in the worker --------------
     def _write_part(self, spool) -> None:
         with _cyclic_gc_paused():
             names = _header(spool.readline(), self.describe)
@@ -167,20 +163,22 @@ class ParquetWriter:
                     "a part of %s has a header without the table's key columns (%s)"
                     % (self.describe, ", ".join(k for k in keys if k not in names)))
             self._decide_action("meta.action" in names)
+            if self._metadata is None:
+                self._begin()
             start = spool.tell()
             size = spool.seek(0, io.SEEK_END) - start
             spool.seek(start)
-            pool = _typing_pool() if size >= PARQUET_PARALLEL_BYTES else None
+            pool = _encoding_pool() if size >= PARQUET_PARALLEL_BYTES else None
             self._write_chunks(spool, names, pool)
 
     def _decide_action(self, carried: bool) -> None:
         """The first part decides whether a snapshot's file has meta.action (nothing is
-        gathered yet); a later part that has it when the file does not is refused."""
+        written yet); a later part that has it when the file does not is refused."""
         if self._action is None:
             self._action = carried
             if carried:
                 self.columns = layout_of.columns_from_schema(*self._layout)
-                self._pending = self._gatherers()
+                self._pending = [[] for _ in self.columns]
         elif carried and not self._action:
             raise errors.UnexpectedAnswer(
                 "the snapshot's parts disagree on meta.action: some carry it, the first "
@@ -188,41 +186,63 @@ class ParquetWriter:
 
     def _write_chunks(self, spool, names: List[str], pool) -> None:
         """The part's chunks are handed to the worker process, ``PARQUET_CHUNKS_AHEAD`` at a
-        time, while this process gathers the typed chunks before them and writes row
-        groups (with no worker, each is typed here in its turn): the same values, row
-        groups and file either way."""
+        time, while this process writes the pages of those before them (with no worker,
+        each is encoded here in its turn): the same pages and file either way."""
         window: "collections.deque[List[Any]]" = collections.deque()
+        task = (names, self.columns, self._optional, self.describe)
         try:
-            for chunk in _chunks(spool):
-                window.append([chunk, _submit(pool, chunk, names, self.columns), None])
+            for chunk in self._chunks(spool):
+                window.append([chunk, _submit(pool, chunk, *task), None])
                 if len(window) > PARQUET_CHUNKS_AHEAD or pool is None:
-                    self._take(window, names)
+                    self._take(window, task)
             while window:
-                self._take(window, names)
+                self._take(window, task)
         finally:
             for _, future, _ in window:
                 if future is not None:
                     future.cancel()
 
-    def _take(self, window, names: List[str]) -> None:
-        """The typed values of the oldest chunk, from the worker (or typed here when the
-        worker is gone), into the pending row group.  While the worker is still at it, this
-        process types the latest chunks the worker has not begun (both stay busy)."""
+    def _chunks(self, spool):
+        """``(lines, number of the first line, rows, closes a row group)`` of the rest of a
+        part, in chunks of whole lines of about ``PARQUET_CHUNK_BYTES``, cut where a row
+        group reaches ``batch_rows``; a row group also closes once its chunks hold
+        ``PARQUET_BATCH_BYTES`` of TSV.  Row groups go on from one part into the next."""
+        for lines, first in _line_chunks(spool):
+            rows = lines.count(b"\n") + (not lines.endswith(b"\n"))
+            while rows:
+                take = min(rows, self.batch_rows - self._planned[0])
+                if take < rows:
+                    cut = _after_line(lines, take)
+                    head, lines = lines[:cut], lines[cut:]
+                else:
+                    head = lines
+                self._planned[0] += take
+                self._planned[1] += len(head)
+                closes = (self._planned[0] >= self.batch_rows
+                          or self._planned[1] >= PARQUET_BATCH_BYTES)
+                if closes:
+                    self._planned = [0, 0]
+                yield head, first, take, closes
+                rows -= take
+                first += take
+
+    def _take(self, window, task) -> None:
+        """The pages of the oldest chunk, from the worker (or encoded here when the worker
+        is gone), into the pending row group.  While the worker is still at it, this
+        process encodes the latest chunks the worker has not begun (both stay busy)."""
         oldest = window[0]
         while oldest[1] is not None and not oldest[1].done():
             for entry in reversed(window):
                 if entry[1] is not None and entry[1].cancel():
-                    lines, first, _ = entry[0]
                     entry[1] = None
                     try:
-                        entry[2] = _type_chunk(lines, first, names, self.columns, self._types,
-                                               self.describe)
+                        entry[2] = _encode_chunk(entry[0][0], entry[0][1], *task)
                     except errors.DapError as exc:  # raised in its turn, after those before
                         entry[2] = exc
                     break
             else:
                 break  # nothing left to take over: wait for the worker
-        (lines, first, size), future, result = window.popleft()
+        (lines, first, rows, closes), future, result = window.popleft()
         if isinstance(result, errors.DapError):
             raise result
         if future is not None:
@@ -231,58 +251,41 @@ class ParquetWriter:
             except errors.DapError:
                 raise
             except Exception as exc:  # the worker died, or cannot be reached: carry on here
-                _typing_pool_failed(exc)
+                _pool_failed(exc)
         if result is None:
-            result = _type_chunk(lines, first, names, self.columns, self._types, self.describe)
-        count, typed = result
-        start = 0
-        while start < count:
-            take = min(count - start, self.batch_rows - self._pending_rows)
-            for index, column in enumerate(self.columns):
-                part = typed[index]
-                self._pending[index].add(part if take == count else
-                                         _cut(column, part, start, start + take, self._numpy))
-            self.rows += take
-            self._pending_rows += take
-            self._pending_bytes += size * take // count
-            start += take
-            if (self._pending_rows >= self.batch_rows
-                    or self._pending_bytes >= PARQUET_BATCH_BYTES):
-                self._flush()
-
-    def _gatherers(self) -> List[Any]:
-        numpy = self._numpy
-        return [_Gathered(numpy) if c.type in _FIXED_WIDTH else _GatheredTexts(numpy)
-                for c in self.columns]
+            result = _encode_chunk(lines, first, *task)
+        encoded_rows, pages = result
+        if encoded_rows != rows:  # pragma: no cover - the chunk was cut at a line end
+            raise errors.DapError("a chunk of %d rows came back with %d" % (rows, encoded_rows))
+        for pending, page in zip(self._pending, pages):
+            pending.append(page)
+        self.rows += rows
+        self._pending_rows += rows
+        if closes:
+            self._flush()
 
     # -- writing -----------------------------------------------------------------------------
     def _flush(self) -> None:
-        """Write the typed chunks gathered so far as one row group."""
+        """Write the pages gathered so far as one row group: a column's pages one after
+        the other (its column chunk), a column after the other."""
         if not self._pending_rows:
             return
-        if self._metadata is None:
-            self._begin()
-        rows, self._pending_rows, self._pending_bytes = self._pending_rows, 0, 0
-        # a column at a time, each made whole just before fastparquet writes it and dropped
-        # right after (the row group's metadata is that of the columns' one-column groups)
-        make_row_group = self.fastparquet.writer.make_row_group
+        from . import parquet_pages
+        rows, self._pending_rows = self._pending_rows, 0
+        thrift = self.fastparquet.parquet_thrift
         chunks: List[Any] = []
         with open(self.target.path, "r+b") as out:
             out.seek(self._end)
             for index, column in enumerate(self.columns):
-                frame = self.pandas.DataFrame(
-                    {column.name: self._types.series(column, self._pending[index].take())},
-                    copy=False)
-                group = make_row_group(out, frame, [self._elements[index]],
-                                       compression=PARQUET_COMPRESSION, stats=False)
-                del frame
-                chunks.extend(group.columns)
+                pages, self._pending[index] = self._pending[index], []
+                offset = out.tell()
+                for page in pages:
+                    out.write(page.data)
+                chunks.append(parquet_pages.column_chunk(
+                    pages, offset, self._elements[index], column.name, PARQUET_COMPRESSION,
+                    thrift))
             self._end = out.tell()
-        if group.num_rows != rows:  # pragma: no cover - a fastparquet that counts otherwise
-            raise errors.DapError("fastparquet wrote %s rows of %d" % (group.num_rows, rows))
-        group.columns = chunks
-        group.total_byte_size = sum(c.meta_data.total_uncompressed_size for c in chunks)
-        self._keep(group)
+        self._keep(parquet_pages.row_group(chunks, rows))
 
     # -- the footer ------------------------------------------------------------------------------
     # A row group's metadata as fastparquet's objects takes some 2 KB of memory per column,
@@ -324,9 +327,9 @@ class ParquetWriter:
     def _begin(self) -> None:
         """Write the file of no rows that fastparquet makes of the columns' types, and keep
         its metadata: row groups then go where its footer was."""
-        frame = self.pandas.DataFrame(
-            {column.name: self._types.series(column, []) for column in self.columns},
-            copy=False)
+        pd = self.pandas
+        frame = pd.DataFrame({column.name: pd.Series([], dtype=_DTYPES.get(column.type, object))
+                              for column in self.columns})
         self.fastparquet.write(self.target.path, frame, write_index=False,
                                compression=PARQUET_COMPRESSION, stats=False,
                                object_encoding="utf8", times="int64")
@@ -334,9 +337,15 @@ class ParquetWriter:
         self._elements = [e for e in self._metadata.schema if e.type is not None]
         names = [e.name.decode() if isinstance(e.name, bytes) else e.name
                  for e in self._elements]
-        if names != [c.name for c in self.columns]:
+        thrift = self.fastparquet.parquet_thrift
+        micros = thrift.ConvertedType.TIMESTAMP_MICROS
+        if names != [c.name for c in self.columns] or any(
+                c.type == "timestamp" and e.converted_type != micros
+                for c, e in zip(self.columns, self._elements)):
             raise errors.DapError("fastparquet made an unexpected schema of %d columns"
                                   % len(self._elements))
+        optional = thrift.FieldRepetitionType.OPTIONAL
+        self._optional = [e.repetition_type == optional for e in self._elements]
         self._end = len(_PARQUET_MAGIC)
 
 
@@ -355,8 +364,8 @@ def _header(line: bytes, describe: str) -> List[str]:
     return names  # type: ignore[return-value]
 
 
-def _chunks(spool):
-    """``(lines, number of the first line, size)`` of each chunk of whole lines (about
+def _line_chunks(spool):
+    """``(lines, number of the first line)`` of each chunk of whole lines (about
     ``PARQUET_CHUNK_BYTES``) of the rest of a part; line 1 is the header."""
     carried = b""
     line = 2
@@ -364,7 +373,7 @@ def _chunks(spool):
         data = spool.read(PARQUET_CHUNK_BYTES)
         if not data:
             if carried:  # a last line without its newline
-                yield carried, line, len(carried)
+                yield carried, line
             return
         end = data.rfind(b"\n") + 1
         if not end:
@@ -372,331 +381,64 @@ def _chunks(spool):
             continue
         lines = carried + data[:end] if carried else data[:end]
         carried = data[end:]
-        yield lines, line, len(lines)
+        yield lines, line
         line += lines.count(b"\n")
 
 
-def _cut(column, typed: Tuple[Any, ...], start: int, stop: int, np) -> Tuple[Any, ...]:
-    """Rows ``start:stop`` of a typed chunk (``_ColumnTypes.column``): texts packed in one
-    string are unpacked into objects first (what ``_GatheredTexts`` takes either way)."""
-    if column.type in _FIXED_WIDTH or len(typed) == 1:
-        return tuple(array[start:stop] for array in typed)
-    packed, nulls = typed
-    if packed is None:
-        return None, nulls[start:stop]
-    objects = np.empty(len(nulls), dtype=object)
-    objects[~nulls] = packed.split(_SEPARATOR)
-    return (objects[start:stop],)
+def _after_line(lines: bytes, count: int) -> int:
+    """Where line ``count`` (of 1, 2, ...) of ``lines`` ends, its newline included."""
+    at = -1
+    for _ in range(count):
+        at = lines.index(b"\n", at + 1)
+    return at + 1
 
 
-def _type_chunk(lines: bytes, first_line: int, names: Sequence[str], columns,
-                types: Optional["_ColumnTypes"] = None, describe: str = "the output"):
-    """``(rows, [typed chunk of each column])`` of a chunk of a part's lines: a function of
-    its bytes, so that it runs in the worker process as well as here."""
-    if types is None:  # in the worker: numpy and pandas imported once
-        if not _WORKER_TYPES:
-            import numpy
-            import pandas
-            _WORKER_TYPES.append(_ColumnTypes(numpy, pandas))
-        types = _WORKER_TYPES[0]
-    rows = lines.count(b"\n") + (not lines.endswith(b"\n"))
-    # a line of too few fields would be read as nulls, silently: count them all first
-    if lines.count(b"\t") != rows * (len(names) - 1):
-        raise _bad_line(lines, first_line, len(names), describe)
-    if b"\x00" in lines:  # pandas before 3 ends a text at a NUL: escape it (COPY's octal)
-        lines = lines.replace(b"\x00", b"\\000")
+def _encode_chunk(lines: bytes, first_line: int, names: Sequence[str], columns,
+                  optional: Sequence[bool], describe: str = "the output"):
+    """``(rows, [the Parquet page of each column])`` of a chunk of a part's lines: a function
+    of its bytes, so that it runs in the worker process as well as here."""
+    from fastparquet import parquet_thrift
+
+    from . import parquet_pages, tsvfields  # numpy: only with the parquet extra
+    fields = tsvfields.Fields(lines, len(names), first_line, describe)
+    where = {name: index for index, name in enumerate(names)}
     with _cyclic_gc_paused():
-        frame = types.read(lines, names, columns, first_line, describe)
-        typed = [types.column(c, frame[c.name] if c.name in frame else None, rows, describe)
-                 for c in columns]
-    return rows, typed
+        pages = [parquet_pages.encode_page(
+                     column.type, _typed(fields, column, where.get(column.name)), nullable,
+                     PARQUET_COMPRESSION, parquet_thrift)
+                 for column, nullable in zip(columns, optional)]
+    return fields.rows, pages
 
 
-def _bad_line(lines: bytes, first_line: int, width: int, describe: str) -> errors.DapError:
-    for number, line in enumerate(lines.split(b"\n"), first_line):
-        fields = line.count(b"\t") + 1
-        if fields != width and (line or number == first_line):
-            return errors.UnexpectedAnswer(
-                "line %d of a part of %s has %d fields where its header has %d"
-                % (number, describe, fields, width))
-    return errors.UnexpectedAnswer("a part of %s is not TSV" % describe)  # pragma: no cover
-
-
-class _ColumnTypes:
-    """A chunk of TSV lines as a frame of the columns' types, each column of it as numpy
-    arrays, and the chunks of a row group as one pandas column."""
-
-    def __init__(self, np, pd) -> None:
-        self.np, self.pd = np, pd
-
-    def read(self, lines: bytes, names: Sequence[str], columns, first_line: int,
-             describe: str):
-        wanted = {c.name: c.type for c in columns}
-        used = [n for n in names if n in wanted]
-        dtypes = {n: _READ_AS.get(wanted[n], object) for n in used}
-        try:
-            return self._read_csv(lines, names, used, dtypes)
-        except UnicodeDecodeError:
-            raise errors.UnexpectedAnswer("a part of %s is not UTF-8" % describe) from None
-        except (ValueError, TypeError, OverflowError):
-            pass
-        # a value not of its column's type: read as texts to say which column
-        frame = self._read_csv(lines, names, used, {n: object for n in used})
-        for name in used:
-            if dtypes[name] is not object:
-                self._typed_from_texts(frame[name], wanted[name], name, describe)
-        raise errors.UnexpectedAnswer(  # pragma: no cover - pandas refused, then took it
-            "lines %d and on of a part of %s cannot be read" % (first_line, describe))
-
-    def _read_csv(self, lines: bytes, names, used, dtypes):
-        # pandas before 3 reads some floats one bit off unless asked for its round trip
-        # parser (pandas 3's default is exact, and it deprecates the option)
-        exact = {"float_precision": "round_trip"} if _major(self.pd) < 3 else {}
-        return self.pd.read_csv(
-            io.BytesIO(lines), sep="\t", header=None, names=list(names), usecols=used,
-            dtype=dtypes, quoting=csv.QUOTE_NONE, na_values=[_NULL], keep_default_na=False,
-            true_values=["true"], false_values=["false"], skip_blank_lines=False,
-            engine="c", encoding="utf-8", **exact)
-
-    def _typed_from_texts(self, texts, kind: str, name: str, describe: str) -> None:
-        pd = self.pd
-        try:
-            if kind == "boolean":
-                if not texts.dropna().isin(["true", "false"]).all():
-                    raise ValueError("not true or false")
-            else:
-                numbers = pd.to_numeric(texts)
-                if kind == "integer":
-                    pd.array(numbers, dtype="Int64")
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise errors.UnexpectedAnswer(
-                "a value of the column %s of %s is not of its schema's type %s (%s)"
-                % (name, describe, kind, exc)) from None
-
-    # -- one chunk's column ------------------------------------------------------------------
-    def column(self, column, series, rows: int, describe: str) -> Tuple[Any, ...]:
-        """The typed chunk of one column: (values, nulls) of integers and booleans, (values,)
-        of numbers and times (NaN, NaT for null), (texts packed into one string, nulls) of
-        texts -- or (objects,) when a text holds the separator."""
-        np = self.np
-        kind = column.type
-        if series is None:  # not in this part: null throughout
-            return self._nulls(kind, rows)
-        if kind in ("integer", "boolean"):
-            array = series.array
-            dtype = np.int64 if kind == "integer" else bool
-            return (array.to_numpy(dtype=dtype, na_value=dtype(0)),
-                    np.asarray(array.isna(), dtype=bool))
-        if kind == "number":
-            return (series.to_numpy(dtype=np.float64),)
-        values = series.to_numpy(dtype=object)
-        nulls = self.pd.isna(values)  # of the array: no Series made for it
-        if kind == "timestamp":
-            return (self._times(values, nulls, column.name, describe),)
-        return self._texts(values, nulls)
-
-    def _nulls(self, kind: str, rows: int) -> Tuple[Any, ...]:
-        np = self.np
-        if kind == "integer":
-            return np.zeros(rows, dtype=np.int64), np.ones(rows, dtype=bool)
-        if kind == "boolean":
-            return np.zeros(rows, dtype=bool), np.ones(rows, dtype=bool)
+def _typed(fields, column, index: Optional[int]) -> Tuple[Any, ...]:
+    """The typed values of a column of the chunk (see ``parquet_pages.encode_page``): all
+    null where the part's header does not have it."""
+    import numpy as np
+    kind, rows = column.type, fields.rows
+    if index is None:
         if kind == "number":
             return (np.full(rows, np.nan),)
-        if kind == "timestamp":
-            return (np.full(rows, np.datetime64("NaT", "us")),)
-        return None, np.ones(rows, dtype=bool)
-
-    def _texts(self, values, nulls) -> Tuple[Any, ...]:
-        """A chunk of texts packed into one string (``_SEPARATOR`` between them) and the
-        mask of its nulls, for ``_GatheredTexts`` to keep as UTF-8 in one buffer: not a
-        small object per row for as long as a row group (twice the memory, scattered
-        across the heap).  Escapes are undone on the packed string at once (no escape
-        spans a separator).  Texts that hold the separator stay objects."""
-        present = values[~nulls].tolist() if nulls.any() else values.tolist()
-        if not present:
-            return None, nulls
-        packed = _SEPARATOR.join(present)
-        if "\\" in packed:
-            packed = copytext.unescape(packed)
-        if packed.count(_SEPARATOR) == len(present) - 1:
-            return packed, nulls
-        objects = self.np.empty(len(values), dtype=object)
-        objects[~nulls] = [copytext.unescape(t) if "\\" in t else t for t in present]
-        return (objects,)
-
-    def _times(self, values, nulls, name: str, describe: str):
-        """UTC texts ending in ``Z`` (as DAP writes them) are parsed by numpy, as naive
-        microseconds; other texts by pandas (an offset, or an error)."""
-        np, pd = self.np, self.pd
-        texts = values[~nulls] if nulls.any() else values
-        parsed = self._utc_texts(texts)
-        if parsed is None:
-            kwargs = {"format": "ISO8601"} if _major(pd) >= 2 else {}
-            try:
-                times = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, **kwargs)
-                parsed = times.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-            except (ValueError, TypeError, OverflowError) as exc:
-                raise errors.UnexpectedAnswer(
-                    "a value of the column %s of %s is not a date and time (%s)"
-                    % (name, describe, errors.one_line(exc, 200))) from None
-        if not nulls.any():
-            return parsed
-        out = np.full(len(values), np.datetime64("NaT", "us"))
-        out[~nulls] = parsed
-        return out
-
-    def _utc_texts(self, texts):
-        """``texts`` (an object array of str) that all end in ``Z`` as naive microseconds,
-        or None.  Texts of one length (a column as DAP writes it) lose their ``Z`` as
-        bytes, in bulk; others one by one."""
-        np = self.np
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # numpy warns of an offset it applied
-                raw = texts.astype("S") if len(texts) else None
-                width = raw.dtype.itemsize if raw is not None else 0
-                if width > 1 and (raw.view(np.uint8)[width - 1::width] == ord("Z")).all():
-                    parsed = raw.astype("S%d" % (width - 1)).astype("datetime64[us]")
-                else:
-                    stripped = [v[:-1] for v in texts.tolist() if v[-1:] == "Z"]
-                    if len(stripped) != len(texts):
-                        return None
-                    parsed = np.array(stripped, dtype="datetime64[us]")
-        except (UnicodeError, ValueError, Warning):  # not ASCII, or no time numpy knows
-            return None
-        if np.isnat(parsed).any():  # "Z" or "NaTZ" are no time
-            return None
-        return parsed
-
-    # -- a row group's column ------------------------------------------------------------------
-    def series(self, column, chunks):
-        """The pandas column of what a ``_Gathered`` gives (chunks of arrays), or for texts
-        a ``_GatheredTexts`` (an object array); ``[]``: an empty column of the type."""
-        np, pd = self.np, self.pd
-        kind = column.type
-        if kind in ("string", "json"):
-            # objects stay objects (pandas 3 would make a frame's column of texts its "str")
-            texts = chunks if len(chunks) else np.empty(0, dtype=object)
-            return pd.Series(texts, dtype=object, copy=False)
-        if not chunks:
-            chunks = [self._nulls(kind, 0)]
-        parts = [np.concatenate(p) if len(chunks) > 1 else p[0] for p in zip(*chunks)]
-        if kind == "integer":
-            return pd.arrays.IntegerArray(parts[0], parts[1])
-        if kind == "boolean":
-            return pd.arrays.BooleanArray(parts[0], parts[1])
-        if kind == "timestamp":
-            try:
-                return pd.Series(parts[0], copy=False).dt.tz_localize("UTC")
-            except (ValueError, OverflowError) as exc:  # pandas before 2.0: nanoseconds only
-                raise errors.InvalidInput(
-                    "the column %s holds a date this pandas cannot hold (%s)"
-                    % (column.name, exc), "install pandas 2.0 or later") from None
-        return parts[0]
+        values = np.zeros(0 if kind in ("string", "json") else rows,
+                          dtype=np.uint8 if kind in ("string", "json") else
+                          bool if kind == "boolean" else np.int64)
+        return values, np.ones(rows, dtype=bool)
+    if kind == "integer":
+        return fields.integers(index, column.name)
+    if kind == "number":
+        return (fields.numbers(index, column.name),)
+    if kind == "boolean":
+        return fields.booleans(index, column.name)
+    if kind == "timestamp":
+        return fields.times(index, column.name)
+    return fields.texts(index)
 
 
-# -- gathering a row group ------------------------------------------------------------------------
+# -- the worker process that encodes large parts' chunks ------------------------------------------
 
-class _Gathered:
-    """One column of numbers or times in the row group being gathered: the values of its
-    chunks copied into arrays that grow as needed and serve row group after row group
-    (thousands of small arrays living as long as a row group, amid the records that come
-    and go, would leave the heap in holes that only grow)."""
-
-    def __init__(self, np) -> None:
-        self.np = np
-        self.arrays: Optional[List[Any]] = None
-        self.rows = 0
-
-    def add(self, typed: Tuple[Any, ...]) -> None:
-        count = len(typed[0])
-        if self.arrays is None or self.rows + count > len(self.arrays[0]):
-            size = max(4096, 2 * (self.rows + count))
-            arrays = [self.np.empty(size, dtype=part.dtype) for part in typed]
-            if self.arrays is not None:
-                for new, old in zip(arrays, self.arrays):
-                    new[:self.rows] = old[:self.rows]
-            self.arrays = arrays
-        for array, part in zip(self.arrays, typed):
-            array[self.rows:self.rows + count] = part
-        self.rows += count
-
-    def take(self) -> List[Tuple[Any, ...]]:
-        """The values gathered, as one chunk (views of the arrays, valid until the next
-        ``add``), and start again."""
-        if not self.rows or self.arrays is None:
-            return []
-        chunk = tuple(array[:self.rows] for array in self.arrays)
-        self.rows = 0
-        return [chunk]
-
-    def clear(self) -> None:
-        self.rows = 0
-
-
-class _GatheredTexts:
-    """One column of texts in the row group being gathered: the UTF-8 of its chunks' packed
-    texts in one buffer, and their nulls in another, both reused row group after row group
-    (see ``_Gathered``); a chunk kept as objects (texts holding the separator) on the side."""
-
-    def __init__(self, np) -> None:
-        self.np = np
-        self.nulls = np.empty(0, dtype=bool)
-        self.rows = 0
-        self.text = bytearray()
-        self.size = 0
-        self.packs = 0
-        self.objects: List[Tuple[int, Any]] = []
-
-    def add(self, typed: Tuple[Any, ...]) -> None:
-        if len(typed) == 1:  # kept as objects: null for the packed texts, laid over them
-            objects = typed[0]
-            self._add_nulls(self.np.ones(len(objects), dtype=bool))
-            self.objects.append((self.rows - len(objects), objects))
-            return
-        packed, nulls = typed
-        self._add_nulls(nulls)
-        if packed is None:
-            return
-        data = (_SEPARATOR + packed if self.packs else packed).encode("utf-8", "surrogatepass")
-        self.text[self.size:self.size + len(data)] = data
-        self.size += len(data)
-        self.packs += 1
-
-    def _add_nulls(self, nulls) -> None:
-        count = len(nulls)
-        if self.rows + count > len(self.nulls):
-            grown = self.np.empty(max(4096, 2 * (self.rows + count)), dtype=bool)
-            grown[:self.rows] = self.nulls[:self.rows]
-            self.nulls = grown
-        self.nulls[self.rows:self.rows + count] = nulls
-        self.rows += count
-
-    def take(self):
-        """The texts gathered as one object array (None for null), and start again."""
-        np = self.np
-        out = np.empty(self.rows, dtype=object)
-        if self.packs:
-            texts = str(memoryview(self.text)[:self.size], "utf-8", "surrogatepass")
-            present = ~self.nulls[:self.rows]
-            out[present] = texts.split(_SEPARATOR)
-        for start, objects in self.objects:
-            out[start:start + len(objects)] = objects
-        self.clear()
-        return out
-
-    def clear(self) -> None:
-        self.rows = self.size = self.packs = 0
-        self.objects = []
-
-
-# -- the worker process that types large parts' chunks --------------------------------------------
-
-#: a part of at least this many bytes of TSV is typed in a worker process
-#: (``ParquetWriter._write_chunks``); smaller ones here, with the same values
+#: a part of at least this many bytes of TSV is encoded in a worker process
+#: (``ParquetWriter._write_chunks``); smaller ones here, with the same pages
 PARQUET_PARALLEL_BYTES = 4 * 1024 * 1024
-#: chunks handed to the worker ahead of the one being gathered (this process types those
+#: chunks handed to the worker ahead of the one being gathered (this process encodes those
 #: the worker has not begun while it waits for the oldest)
 PARQUET_CHUNKS_AHEAD = 4
 #: worker processes (shared by the tables written at once); None: ``DAP_PARQUET_WORKERS``
@@ -706,7 +448,6 @@ PARQUET_WORKERS: Optional[int] = None
 
 _POOL_LOCK = threading.RLock()
 _POOL: Dict[str, Any] = {"pool": None, "failed": False}
-_WORKER_TYPES: List[Any] = []
 
 
 def _workers() -> int:
@@ -719,14 +460,14 @@ def _workers() -> int:
         return 0
 
 
-def _typing_pool():
-    """The process pool that types chunks (started at its first use), or None where none
-    can be started or it failed: then chunks are typed in this process.
+def _encoding_pool():
+    """The process pool that encodes chunks (started at its first use), or None where none
+    can be started or it failed: then chunks are encoded in this process.
 
     Its worker is forked (POSIX): it starts at once with numpy and pandas already imported,
     and never runs the importing program's main module again (as a spawned one would, a
     library caller's script without a ``__main__`` guard included).  The child runs only
-    ``_type_chunk``: no logging, no I/O but its pipe, no lock another thread may hold."""
+    ``_encode_chunk``: no logging, no I/O but its pipe, no lock another thread may hold."""
     with _POOL_LOCK:
         workers = _workers()
         if _POOL["pool"] is None and not _POOL["failed"] and workers > 0:
@@ -738,9 +479,9 @@ def _typing_pool():
                 _POOL["pool"] = concurrent.futures.ProcessPoolExecutor(
                     max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                     initializer=_worker_start)
-                atexit.register(_stop_typing_pool)
+                atexit.register(_stop_pool)
             except (ImportError, OSError, NotImplementedError, ValueError) as exc:
-                _typing_pool_failed(exc)
+                _pool_failed(exc)
         return _POOL["pool"]
 
 
@@ -763,7 +504,7 @@ def _worker_start() -> None:
     threading.Thread(target=watch, name="dap-parent-watch", daemon=True).start()
 
 
-def _stop_typing_pool() -> None:
+def _stop_pool() -> None:
     """At exit, before the interpreter tears its modules down (the pool's clean-up needs
     them): the worker ends."""
     with _POOL_LOCK:
@@ -772,14 +513,14 @@ def _stop_typing_pool() -> None:
         pool.shutdown(wait=True)
 
 
-def _typing_pool_failed(exc: BaseException) -> None:
-    """No more worker processes: what is left is typed here."""
+def _pool_failed(exc: BaseException) -> None:
+    """No more worker processes: what is left is encoded here."""
     with _POOL_LOCK:
         pool, _POOL["pool"] = _POOL["pool"], None
         told, _POOL["failed"] = _POOL["failed"], True
     if not told:
         logging.getLogger("dap.writers").warning(
-            "Parquet: no worker process (%s); typing in this process",
+            "Parquet: no worker process (%s); encoding in this process",
             errors.one_line(exc, 200))
     if pool is not None:
         try:
@@ -788,15 +529,16 @@ def _typing_pool_failed(exc: BaseException) -> None:
             pool.shutdown(wait=False)
 
 
-def _submit(pool, chunk: Tuple[bytes, int, int], names: Sequence[str], columns):
-    """A future of ``_type_chunk`` of ``chunk`` in the worker, or None (typed here later)."""
+def _submit(pool, chunk: Tuple[bytes, int, int, bool], names: Sequence[str], columns,
+            optional: Sequence[bool], describe: str):
+    """A future of ``_encode_chunk`` of ``chunk`` in the worker, or None (encoded here later)."""
     if pool is None or _POOL["failed"]:
         return None
-    lines, first, _ = chunk
+    lines, first = chunk[0], chunk[1]
     try:
-        return pool.submit(_type_chunk, lines, first, names, columns)
+        return pool.submit(_encode_chunk, lines, first, names, columns, optional, describe)
     except Exception as exc:  # a pool broken or shut down
-        _typing_pool_failed(exc)
+        _pool_failed(exc)
         return None
 
 
@@ -825,8 +567,8 @@ def _struct_list_header(count: int) -> bytes:
 
 @contextlib.contextmanager
 def _cyclic_gc_paused():
-    """No cyclic garbage collection while a part is typed: its objects hold no cycles, yet
-    each chunk of them set off collections of every object in the process (pandas'
+    """No cyclic garbage collection while a part is encoded: it makes few objects and no
+    cycles, yet enough to set off collections of every object in the process (pandas'
     included)."""
     enabled = gc.isenabled()
     gc.disable()
@@ -836,6 +578,3 @@ def _cyclic_gc_paused():
         if enabled:
             gc.enable()
 
-
-def _major(pd) -> int:
-    return int(str(pd.__version__).split(".")[0])

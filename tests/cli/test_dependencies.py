@@ -96,3 +96,22 @@ def test_every_lowest_version_is_a_version():
         assert dependencies.version_tuple(lowest) is not None
         assert re.fullmatch(r"%s>=%s(,<\d+)?" % (re.escape(distribution), re.escape(lowest)),
                             requirement), requirement
+
+
+def test_text_formats_need_no_numpy_and_parquet_names_its_extra(simulator, tmp_path):
+    """numpy, pandas and fastparquet serve Parquet only: hidden (as an install without the
+    extra has none of them), every other format still runs, and Parquet is refused in one
+    line naming the extra."""
+    where = tmp_path / "no-extra"
+    for name in ("numpy", "pandas", "fastparquet"):
+        (where / name).mkdir(parents=True)
+        (where / name / "__init__.py").write_text(
+            "raise ModuleNotFoundError(%r, name=%r)\n" % ("hidden: " + name, name))
+    env = dap_env(simulator, PYTHONPATH=str(where))
+    for fmt in ("tsv", "csv", "jsonl", "json"):
+        done = run_dap("snapshot", "--table", "accounts", "--format", fmt,
+                       "--output-directory", str(tmp_path / fmt), env=env)
+        assert done.status == 0, done.text
+    assert_one_line_error(run_dap("snapshot", "--table", "accounts", "--format", "parquet",
+                                  "--output-directory", str(tmp_path / "pq"), env=env),
+                          3, "fastparquet", "pip install 'dap-cd2[parquet]'")

@@ -64,7 +64,7 @@ def test_copy_text_escapes_nulls_and_empty_texts_come_out_as_written(tmp_path):
     assert content.columns["meta.action"] == ["U", "U", "U", "U", "D"]
 
 
-def test_a_text_holding_the_packing_separator_survives_beside_others(tmp_path):
+def test_a_text_holding_the_unit_separator_survives_beside_others(tmp_path):
     names = ["a\x1fb", "plain", "\x1f", "x\\ty\x1f"]
     rows = [line(TS, "U", str(i), copy_text(name), "1", "true", TS, "[]")
             for i, name in enumerate(names)]

@@ -1,7 +1,7 @@
-"""Parquet's large parts can be typed in a worker process (``parquet._write_chunks``,
+"""Parquet's large parts can be encoded in a worker process (``parquet._write_chunks``,
 ``DAP_PARQUET_WORKERS=1``) while this process writes row groups:
-the file is byte-identical to typing everything here, whatever the chunks and row groups (a
-chunk cut by a row group's end, texts holding the packing separator, nulls, deletes, a
+the file is byte-identical to encoding everything here, whatever the chunks and row groups (a
+chunk cut by a row group's end, texts holding the unit separator, nulls, deletes, a
 snapshot without meta.action); a line that is not the table's TSV is the same error; a
 worker that cannot be used leaves the work to this process, with the same file.  Parts are
 the TSV the simulator's own encoder makes of the records (no dap_core code).  Every file is
@@ -123,7 +123,7 @@ def counted(monkeypatch):
 
 @pytest.mark.parametrize("snapshot,action", [(True, False), (False, True), (True, True)],
                          ids=["snapshot", "incremental", "snapshot-with-action"])
-def test_a_part_typed_in_the_worker_gives_the_very_same_file(
+def test_a_part_encoded_in_the_worker_gives_the_very_same_file(
         tmp_path, monkeypatch, small_chunks, counted, snapshot, action):
     spans = [(0, 300), (300, 7), (307, 0), (307, 500)]
     parts = [part(start, count, action) for start, count in spans]
