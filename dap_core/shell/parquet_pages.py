@@ -6,8 +6,9 @@ Series: no Python object per value.
 A column chunk of a row group is one or more pages, a page per chunk of lines.  A page is
 encoded (and compressed) where the chunk is typed, the worker process included; the
 writer only puts pages in place and describes them in the footer.  fastparquet's thrift
-classes encode page headers and metadata, and its compressors compress: tests check the
-pages against ``fastparquet.writer.write_column`` byte for byte.
+classes describe the column chunks and its compressors compress; the page headers are
+encoded here.  Tests check pages and chunks against ``fastparquet.writer.write_column``
+byte for byte.
 """
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ def encode_page(kind: str, typed: Sequence[Any], optional: bool, compression: st
     (PLAIN bytes of the present texts, nulls) of texts.  ``thrift``: fastparquet's
     ``parquet_thrift`` module, ``compression``: its name of a codec."""
     from fastparquet.compression import compress_data
-    from fastparquet.writer import write_thrift
     if kind == "number":
         values = typed[0]
         nulls = np.isnan(values)
@@ -58,15 +58,7 @@ def encode_page(kind: str, typed: Sequence[Any], optional: bool, compression: st
     levels = _definition_levels(nulls, count) if optional else b""
     raw = b"".join([levels, body, _PADDING])
     compressed = bytes(compress_data(raw, compression))
-    header = thrift.PageHeader(
-        type=thrift.PageType.DATA_PAGE, uncompressed_page_size=len(raw),
-        compressed_page_size=len(compressed),
-        data_page_header=thrift.DataPageHeader(
-            num_values=rows, encoding=thrift.Encoding.PLAIN,
-            definition_level_encoding=thrift.Encoding.RLE,
-            repetition_level_encoding=thrift.Encoding.BIT_PACKED, i32=1),
-        i32=1)
-    head = _encoded(write_thrift, header)
+    head = _page_header(rows, len(raw), len(compressed), thrift)
     return Page(head + compressed, rows, count, len(head) + len(raw))
 
 
@@ -109,6 +101,19 @@ def _definition_levels(nulls, count: int) -> bytes:
     return struct.pack("<I", len(levels)) + levels
 
 
+def _page_header(rows: int, size: int, compressed: int, thrift: Any) -> bytes:
+    """A data page's header (thrift compact protocol), as fastparquet's ``write_thrift`` of
+    its ``PageHeader`` encodes it: written here, since building those objects cost more
+    than the page's values for the small pages of narrow columns."""
+    def field(delta: int, value: int) -> bytes:  # an i32 field: a zigzag varint
+        return bytes([delta << 4 | 0x05]) + _varint(value << 1)
+
+    inner = (field(1, rows) + field(1, thrift.Encoding.PLAIN) + field(1, thrift.Encoding.RLE)
+             + field(1, thrift.Encoding.BIT_PACKED) + b"\x00")
+    return (field(1, thrift.PageType.DATA_PAGE) + field(1, size) + field(1, compressed)
+            + bytes([2 << 4 | 0x0C]) + inner + b"\x00")
+
+
 def _varint(number: int) -> bytes:
     out = bytearray()
     while number > 0x7F:
@@ -117,9 +122,3 @@ def _varint(number: int) -> bytes:
     out.append(number)
     return bytes(out)
 
-
-def _encoded(write_thrift, obj) -> bytes:
-    import io
-    buffer = io.BytesIO()
-    write_thrift(buffer, obj)
-    return buffer.getvalue()

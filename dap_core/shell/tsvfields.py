@@ -187,15 +187,13 @@ class Fields:
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         total = int(offsets[-1])
-        # every byte's source: its field's bytes (a length's four are gathered from
-        # anywhere, then written over)
+        # every byte's source: its field's bytes (a length's four come from the four bytes
+        # before the field -- from the end, for the first field -- then are written over)
         source = np.arange(total, dtype=np.int64 if len(data) >= 2 ** 31 else np.int32)
         source += np.repeat((starts - offsets[:-1] - 4).astype(source.dtype), sizes)
-        if len(data):
-            np.clip(source, 0, len(data) - 1, out=source)
-            out = data[source]
-        else:
-            out = np.zeros(total, dtype=np.uint8)
+        if len(data) < 4:  # too short to wrap around
+            data = np.concatenate([data, np.zeros(4, dtype=np.uint8)])
+        out = data[source]
         del source
         prefixes = lengths.astype("<u4").view(np.uint8).reshape(-1, 4)
         heads = offsets[:-1]

@@ -169,3 +169,9 @@ def test_bytes_that_are_not_utf8_are_refused_whole():
 @given(st.text(st.sampled_from("\\tnrbfvx0178AaN\x1f"), max_size=20))
 def test_unescape_reads_as_one_escape_at_a_time_does(text):
     assert unescape(text) == unescape_each(text)
+
+
+@pytest.mark.parametrize("lines,texts", [(b"a\n", ["a"]), (b"\n", [""]), (b"", []),
+                                         (b"\\N\n", [])])
+def test_the_shortest_chunks_give_their_texts(lines, texts):
+    assert plain_texts(Fields(lines, 1).texts(0)[0]) == texts
