@@ -49,15 +49,15 @@ class Fields:
                 rows and not (data[breaks.reshape(rows, width)[:, -1]] == _NEWLINE).all()):
             raise _bad_line(lines, first_line, width, describe)
         self.lines = lines
-        self.ends = breaks.reshape(rows, width)
-        starts = np.empty_like(self.ends)
-        starts[:, 1:] = self.ends[:, :-1] + 1
+        # a row per column (each column's fields side by side in memory)
+        self.ends = ends = np.ascontiguousarray(breaks.reshape(rows, width).T)
+        self.starts = starts = np.empty_like(ends)
+        starts[1:] = ends[:-1] + 1
         if rows:
             starts[0, 0] = 0
-            starts[1:, 0] = self.ends[:-1, -1] + 1
-        self.starts = starts
+            starts[0, 1:] = ends[-1, :-1] + 1
         # \\N is null; a field that holds another backslash has escapes to undo
-        self.nulls = self.ends - starts == 2
+        self.nulls = ends - starts == 2
         self.nulls &= data[starts] == _BACKSLASH
         self.nulls &= data[np.minimum(starts + 1, max(len(data) - 1, 0))] == ord("N")
         escapes = np.flatnonzero(data == _BACKSLASH)
@@ -68,21 +68,32 @@ class Fields:
         escaped = np.zeros(rows * width, dtype=bool)
         if len(escapes):  # each backslash marks the field whose end comes next
             escaped[np.searchsorted(breaks, escapes)] = True
-        self._escaped = escaped.reshape(rows, width)
+        self._escaped = escaped.reshape(rows, width).T
 
     # -- one column --------------------------------------------------------------------------
     def span(self, index: int) -> Tuple[Any, Any, Any]:
         """(starts, ends, nulls) of the fields of column ``index``: ``\\N`` is null."""
-        return self.starts[:, index], self.ends[:, index], self.nulls[:, index]
+        return self.starts[index], self.ends[index], self.nulls[index]
+
+    def _present(self, index: int) -> Tuple[Any, Any, Any, Any]:
+        """(which rows, their starts, their ends, nulls) of the non-null fields of column
+        ``index``; which rows: a slice of all of them where none is null."""
+        starts, ends, nulls = self.span(index)
+        if not nulls.any():
+            return slice(None), starts, ends, nulls
+        present = np.flatnonzero(~nulls)
+        return present, starts[present], ends[present], nulls
+
+    def _row(self, present, at: int) -> int:
+        """The row of the ``at``-th non-null field (``present`` as ``_present`` gives it)."""
+        return at if isinstance(present, slice) else int(present[at])
 
     def integers(self, index: int, name: str) -> Tuple[Any, Any]:
         """(int64 values, nulls): an optional minus and 1 to 19 digits, within 64 bits."""
-        starts, ends, nulls = self.span(index)
-        present = np.flatnonzero(~nulls)
+        present, starts, ends, nulls = self._present(index)
         values = np.zeros(self.rows, dtype=np.int64)
-        if not len(present):
+        if not len(starts):
             return values, nulls
-        starts, ends = starts[present], ends[present]
         negative = (ends > starts) & (self.data[np.minimum(starts, len(self.data) - 1)] == _MINUS)
         digits = ends - starts - negative
         bad = (digits < 1) | (digits > 19)
@@ -93,43 +104,42 @@ class Fields:
         padding = np.arange(width)[:, None] < (width - digits)[None, :]
         place[padding] = 0
         bad |= ((place > 9) & ~padding).any(axis=0)
-        total = np.zeros(len(present), dtype=np.uint64)
+        total = np.zeros(len(starts), dtype=np.uint64)
         for row in place:
             total *= np.uint64(10)
             total += row
         # 19 digits may pass 2**63 - 1 (2**63 with a minus): no wrap-around, an error
         bad |= (digits == 19) & (total > np.uint64(2 ** 63 - 1) + negative.astype(np.uint64))
         if bad.any():
-            raise self._not_a(present[np.argmax(bad)], index, name, "integer")
+            raise self._not_a(self._row(present, int(np.argmax(bad))), index, name, "integer")
         signed = total.view(np.int64)
         values[present] = np.where(negative, -signed, signed)
         return values, nulls
 
     def numbers(self, index: int, name: str) -> Any:
         """float64 values, NaN for null (as for ``NaN`` itself: Parquet's null)."""
-        starts, ends, nulls = self.span(index)
+        present, starts, ends, _ = self._present(index)
         values = np.full(self.rows, np.nan)
-        present = np.flatnonzero(~nulls)
-        if len(present):
-            texts = self._fixed(starts[present], ends[present])
+        if len(starts):
+            texts = self._fixed(starts, ends)
             try:
                 values[present] = texts.astype(np.float64)
             except ValueError:
-                for row, text in zip(present.tolist(), texts.tolist()):
+                for at, text in enumerate(texts.tolist()):
                     try:
                         float(text)
                     except ValueError:
-                        raise self._not_a(row, index, name, "number") from None
+                        raise self._not_a(self._row(present, at), index, name,
+                                          "number") from None
                 raise  # pragma: no cover - numpy refused what Python takes
         return values
 
     def booleans(self, index: int, name: str) -> Tuple[Any, Any]:
         """(bool values, nulls): ``true`` or ``false``."""
-        starts, ends, nulls = self.span(index)
+        present, starts, ends, nulls = self._present(index)
         values = np.zeros(self.rows, dtype=bool)
-        present = np.flatnonzero(~nulls)
-        if len(present):
-            texts = self._fixed(starts[present], np.minimum(ends[present], starts[present] + 6))
+        if len(starts):
+            texts = self._fixed(starts, np.minimum(ends, starts + 6))
             true = np.zeros(len(texts), dtype=bool)
             false = np.zeros(len(texts), dtype=bool)
             for word in _TRUE:
@@ -138,19 +148,18 @@ class Fields:
                 false |= texts == word
             bad = ~true & ~false
             if bad.any():
-                raise self._not_a(present[np.argmax(bad)], index, name, "boolean")
+                raise self._not_a(self._row(present, int(np.argmax(bad))), index, name,
+                                  "boolean")
             values[present] = true
         return values, nulls
 
     def times(self, index: int, name: str) -> Tuple[Any, Any]:
         """(int64 microseconds since 1970 UTC, nulls).  Times in UTC ending in ``Z``, as DAP
         writes them, are parsed by numpy in bulk; others (an offset) by pandas."""
-        starts, ends, nulls = self.span(index)
+        present, starts, ends, nulls = self._present(index)
         values = np.zeros(self.rows, dtype=np.int64)
-        present = np.flatnonzero(~nulls)
-        if not len(present):
+        if not len(starts):
             return values, nulls
-        starts, ends = starts[present], ends[present]
         parsed = None
         if (ends > starts).all() and (self.data[ends - 1] == ord("Z")).all():
             try:
@@ -162,7 +171,7 @@ class Fields:
             if parsed is not None and np.isnat(parsed).any():  # "NaTZ" is no time
                 parsed = None
         if parsed is None:
-            parsed = self._times_one_by_one(present, index, name)
+            parsed = self._times_one_by_one(np.arange(self.rows)[present], index, name)
         values[present] = parsed.view(np.int64)
         return values, nulls
 
@@ -170,12 +179,10 @@ class Fields:
         """(the non-null texts as PLAIN byte arrays: each a 4-byte little-endian length and
         its UTF-8, in one uint8 array; nulls).  Escapes are undone one field at a time, in
         the fields that hold a backslash only."""
-        starts, ends, nulls = self.span(index)
-        present = np.flatnonzero(~nulls)
-        starts, ends = starts[present], ends[present]
+        present, starts, ends, nulls = self._present(index)
         starts = starts.astype(np.int64)
         lengths = ends - starts
-        escaped = np.flatnonzero(self._escaped[present, index])
+        escaped = np.flatnonzero(self._escaped[index][present])
         data = self.data
         if len(escaped):  # their texts, decoded, after the chunk's bytes: gathered from there
             done, at, sizes = _unescaped([self.lines[start:end] for start, end in zip(
@@ -212,7 +219,7 @@ class Fields:
         return np.ascontiguousarray(block).view("S%d" % width).ravel()
 
     def _text(self, row: int, index: int) -> str:
-        start, end = int(self.starts[row, index]), int(self.ends[row, index])
+        start, end = int(self.starts[index, row]), int(self.ends[index, row])
         return copytext.unescape(bytes(self.data[start:end]).decode("utf-8"))
 
     def _times_one_by_one(self, present, index: int, name: str):
