@@ -9,8 +9,9 @@ the kernel's accounting of each child), and dap's ratio to the reference. dap ru
 each round, with the extra `fast` (isal, as installed) and without it
 (`DAP_NO_FAST=1`), side by side (Parquet a third time, with a worker process:
 `DAP_PARQUET_WORKERS=1`), and the outputs are compared byte for byte; dap's peak
-RSS is also given for its whole process tree (Parquet's worker process included), sampled
-every 20 ms. Also the start-up time of `bin/dap --help` beside a bare interpreter start.
+RSS is also given for its whole process tree (Parquet's worker process included), and the
+tree's PSS (pages shared by the forked worker and dap counted once), sampled every 20 ms.
+Also the start-up time of `bin/dap --help` beside a bare interpreter start.
 
     python -m bench.run [--rows N] [--rows-per-part N] [--repeat N] [--formats jsonl,csv,...]
                         [--databases sqlite,postgresql,mysql]
@@ -70,36 +71,40 @@ def measure_rss(argv, env=None, on_start=None):
         return wall, usage.ru_maxrss / 1024.0, out.read()
 
 
-def _tree_rss_kib(pid):
-    """The resident memory of ``pid`` and its descendants now, KiB (Linux /proc)."""
-    total, todo = 0, [pid]
+def _tree_memory_kib(pid):
+    """The resident memory of ``pid`` and its descendants now, KiB (Linux /proc): the sum of
+    their RSS (a page shared by two counts twice) and of their PSS (each shared page split
+    between its sharers: what the tree takes of the machine)."""
+    total, shared, todo = 0, 0, [pid]
     while todo:
         current = todo.pop()
         try:
-            with open(f"/proc/{current}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
+            with open(f"/proc/{current}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Rss:"):
                         total += int(line.split()[1])
-                        break
+                    elif line.startswith("Pss:"):
+                        shared += int(line.split()[1])
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as children:
                     todo.extend(int(c) for c in children.read().split())
         except (OSError, ValueError):
             continue  # gone meanwhile
-    return total
+    return total, shared
 
 
 def measure_tree(argv, env=None):
-    """``measure_rss`` and the peak RSS of the child's whole process tree (MiB, sampled
-    every 20 ms): (wall seconds, own peak RSS, tree peak RSS, stdout)."""
+    """``measure_rss`` and the peak RSS and PSS of the child's whole process tree (MiB,
+    sampled every 20 ms): (wall seconds, own peak RSS, tree peak RSS, tree peak PSS, stdout)."""
     import threading
-    peak, done = [0], threading.Event()
+    peak, done = [0, 0], threading.Event()
     pids = []
 
     def sample():
         while not done.wait(0.02):
             if pids:
-                peak[0] = max(peak[0], _tree_rss_kib(pids[0]))
+                rss, pss = _tree_memory_kib(pids[0])
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -108,7 +113,7 @@ def measure_tree(argv, env=None):
     finally:
         done.set()
         sampler.join()
-    return wall, rss, max(rss, peak[0] / 1024.0), out
+    return wall, rss, max(rss, peak[0] / 1024.0), peak[1] / 1024.0, out
 
 
 def start_simulator(rows, rows_per_part):
@@ -150,8 +155,8 @@ def bench_format(fmt, base_url, repeat, workdir):
         for name, extra in variants:
             directory = workdir / f"dap-{name}"
             shutil.rmtree(directory, ignore_errors=True)
-            wall, rss, tree, out = measure_tree(dap(directory), dict(env, **extra))
-            runs[name].append((wall, rss, tree))
+            wall, rss, tree, pss, out = measure_tree(dap(directory), dict(env, **extra))
+            runs[name].append((wall, rss, tree, pss))
             rows = json.loads(out.decode().splitlines()[0])["rows"]
     # digests, not bytes: a bench process grown by a large output would pass its peak RSS
     # on to every child it starts after (Linux keeps the high-water mark across fork+exec)
@@ -164,12 +169,13 @@ def bench_format(fmt, base_url, repeat, workdir):
               "output_bytes": sum(p.stat().st_size for p in (workdir / "dap-fast").iterdir()
                                   if not p.name.endswith(".meta.json"))}
     for name, _ in variants:
-        wall = statistics.median(w for w, _, _ in runs[name])
+        wall = statistics.median(r[0] for r in runs[name])
         result.update({f"{name}_wall_s": round(wall, 3),
                        f"{name}_ratio": round(wall / ref_wall, 2),
                        f"{name}_rows_per_s": round(rows / wall),
-                       f"{name}_rss_mib": round(max(r for _, r, _ in runs[name]), 1),
-                       f"{name}_tree_rss_mib": round(max(t for _, _, t in runs[name]), 1)})
+                       f"{name}_rss_mib": round(max(r[1] for r in runs[name]), 1),
+                       f"{name}_tree_rss_mib": round(max(r[2] for r in runs[name]), 1),
+                       f"{name}_tree_pss_mib": round(max(r[3] for r in runs[name]), 1)})
     return result
 
 
@@ -229,7 +235,9 @@ def render(report):
         if "worker_wall_s" in r:
             lines += ["", f"{r['format']} with a worker process (`DAP_PARQUET_WORKERS=1`, "
                           f"fast): {r['worker_wall_s']} s, ratio {r['worker_ratio']}, RSS MiB "
-                          f"{r['worker_rss_mib']} (tree {r['worker_tree_rss_mib']})"]
+                          f"{r['worker_rss_mib']} (tree {r['worker_tree_rss_mib']}, its PSS "
+                          f"{r['worker_tree_pss_mib']}; without the worker, tree PSS "
+                          f"{r['fast_tree_pss_mib']})"]
     h = report["help"]
     lines += ["", f"`bin/dap --help`: {h['dap_help_ms']} ms (goal < 100 ms); "
                   f"a bare `python -c pass`: {h['interpreter_ms']} ms"]

@@ -1,8 +1,8 @@
 """Optional accelerator, the extra ``fast`` (``pip install 'dap-cd2[fast]'``): ISA-L's
 inflate (python-isal, ``isal.isal_zlib``) for the parts' gzip streams.  It is used only when
 it is installed, and the standard library's ``zlib`` is the fallback that always works and
-gives the very same bytes.  (No JSON parser: no record is parsed; Parquet is typed from TSV
-by pandas' C parser.)
+gives the very same bytes.  (No JSON parser: no record is parsed; Parquet is read from TSV
+in bulk by numpy, ``tsvfields``.)
 
 ``DAP_NO_FAST=1`` in the environment (any value but empty or ``0``) turns them off for the
 process; tests switch them with :func:`configure`.

@@ -73,7 +73,7 @@ def require_parquet():
 
 
 class ParquetWriter:
-    """Verified TSV parts -> typed row groups -> one Parquet file (see the module).
+    """Verified TSV parts -> chunks -> pages -> row groups -> one Parquet file (see the module).
 
     ``snapshot=True``: the file has a ``meta.action`` column only if the first part's
     header has one; a later part that has it when the first did not is an
@@ -441,8 +441,9 @@ PARQUET_PARALLEL_BYTES = 4 * 1024 * 1024
 #: the worker has not begun while it waits for the oldest)
 PARQUET_CHUNKS_AHEAD = 4
 #: worker processes (shared by the tables written at once); None: ``DAP_PARQUET_WORKERS``
-#: from the environment, else none: on the project's 2-core machine, shared with other work,
-#: a worker gained no measurable wall time for its memory (the README's Benchmarks)
+#: from the environment, else none: on the project's 2-core machine a worker takes a fifth
+#: off the wall time and adds some 30 MiB (PSS: pandas' pages, shared with the parent,
+#: count twice in RSS), past the 100 MiB a table's files may take (the README's Benchmarks)
 PARQUET_WORKERS: Optional[int] = None
 
 _POOL_LOCK = threading.RLock()

@@ -98,7 +98,7 @@ def test_every_lowest_version_is_a_version():
                             requirement), requirement
 
 
-def test_text_formats_need_no_numpy_and_parquet_names_its_extra(simulator, tmp_path):
+def test_text_formats_run_without_fastparquet_numpy_or_pandas(simulator, tmp_path):
     """numpy, pandas and fastparquet serve Parquet only: hidden (as an install without the
     extra has none of them), every other format still runs, and Parquet is refused in one
     line naming the extra."""

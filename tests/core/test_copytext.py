@@ -3,10 +3,10 @@ here, over arbitrary text, NULLs and chunk boundaries."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dap_core.copytext import LineSplitter, decode_field, decode_lines
+from dap_core.copytext import LineSplitter, decode_field, decode_lines, unescape, unescape_each
 
 FIELD = st.one_of(st.none(), st.text(max_size=20))
 
@@ -45,3 +45,9 @@ def test_escapes_of_copy_text_are_undone():
 def test_a_line_of_another_width_is_refused():
     with pytest.raises(ValueError):
         decode_lines(b"a\tb\n", 3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("\\tnrbfvx0178AaN\x1f"), max_size=20))
+def test_unescape_reads_as_one_escape_at_a_time_does(text):
+    assert unescape(text) == unescape_each(text)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import io
 import struct
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-fastparquet = pytest.importorskip("fastparquet")
-pd = pytest.importorskip("pandas")
+fastparquet = pytest.importorskip("fastparquet")  # with numpy and pandas: the parquet extra
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from fastparquet import parquet_thrift  # noqa: E402
 from fastparquet.writer import write_column, write_thrift  # noqa: E402
 
