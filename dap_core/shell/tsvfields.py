@@ -24,6 +24,9 @@ from .. import copytext, errors
 __all__ = ["Fields"]
 
 _TAB, _NEWLINE, _BACKSLASH, _MINUS, _ZERO = 9, 10, 92, 45, 48
+#: numpy 2 parses times from bytes, fast; numpy 1.22 (setup.py's floor) crashes the process
+#: (a segmentation fault) on bytes that are no time, so before numpy 2 they become str first
+_BYTES_TO_TIMES = int(np.__version__.split(".")[0]) >= 2
 _JOIN = b"\x1f"  # the unit separator: between the texts unescaped at once (see _unescaped)
 _TRUE = (b"true", b"True", b"TRUE")  # what pandas' reader took before (README: Parquet)
 _FALSE = (b"false", b"False", b"FALSE")
@@ -165,7 +168,10 @@ class Fields:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")  # numpy warns of an offset it applied
-                    parsed = self._fixed(starts, ends - 1).astype("datetime64[us]")
+                    texts = self._fixed(starts, ends - 1)
+                    if not _BYTES_TO_TIMES:
+                        texts = texts.astype("U")
+                    parsed = texts.astype("datetime64[us]")
             except (ValueError, Warning):
                 parsed = None
             if parsed is not None and np.isnat(parsed).any():  # "NaTZ" is no time
