@@ -59,7 +59,7 @@ setup(
                  "backports.zoneinfo>=0.2.1; python_version < '3.9'"]
                 + [r + "; python_version >= '3.9'" for r in PARQUET],  # 3.8: Parquet skipped
     },
-    entry_points={"console_scripts": ["dap = dap_core.shell.cli:main"]},
+    entry_points={"console_scripts": ["dap = dap_core.shell.cli:program"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Environment :: Console",

@@ -115,3 +115,18 @@ def test_text_formats_run_without_fastparquet_numpy_or_pandas(simulator, tmp_pat
     assert_one_line_error(run_dap("snapshot", "--table", "accounts", "--format", "parquet",
                                   "--output-directory", str(tmp_path / "pq"), env=env),
                           3, "fastparquet", "pip install 'dap-cd2[parquet]'")
+
+
+def test_a_parquet_run_leaves_an_installed_pyarrow_unimported(simulator, tmp_path):
+    """pandas imports pyarrow wherever it finds one (some 35 MiB dap does not use): bin/dap
+    keeps it out.  This pyarrow, first on the path, leaves a mark when imported."""
+    where, mark = tmp_path / "with-pyarrow", tmp_path / "pyarrow-imported"
+    (where / "pyarrow").mkdir(parents=True)
+    (where / "pyarrow" / "__init__.py").write_text(
+        "open(%r, 'w').close()\nraise ImportError('a pyarrow that leaves a mark')\n"
+        % str(mark))
+    env = dap_env(simulator, PYTHONPATH=str(where))
+    done = run_dap("snapshot", "--table", "accounts", "--format", "parquet",
+                   "--output-directory", str(tmp_path / "out"), env=env)
+    assert done.status == 0, done.text
+    assert list((tmp_path / "out").glob("*.parquet")) and not mark.exists()
