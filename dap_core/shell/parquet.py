@@ -101,8 +101,8 @@ class ParquetWriter:
         self._elements: List[Any] = []    # its schema's element of each column
         self._optional: List[bool] = []   # whether each column has definition levels
         self._end = 0                     # where the next row group goes
-        self._pending: List[List[Any]] = [[] for _ in self.columns]  # parquet_pages.Page
-        self._pending_rows = 0            # the rows of the pages pending
+        #: each column's pages (parquet_pages.Page) of the row group being gathered
+        self._pending: List[List[Any]] = [[] for _ in self.columns]
         self._planned = [0, 0]            # the rows and bytes of the chunks cut for them
         self._spool = SpoolSink(self._write_part, max_memory=PARQUET_SPOOL_MEMORY)
         target.close_handle()  # fastparquet opens the temporary file by name
@@ -252,13 +252,9 @@ class ParquetWriter:
                 _pool_failed(exc)
         if result is None:
             result = _encode_chunk(lines, first, *task)
-        encoded_rows, pages = result
-        if encoded_rows != rows:  # pragma: no cover - the chunk was cut at a line end
-            raise errors.DapError("a chunk of %d rows came back with %d" % (rows, encoded_rows))
-        for pending, page in zip(self._pending, pages):
+        for pending, page in zip(self._pending, result):
             pending.append(page)
         self.rows += rows
-        self._pending_rows += rows
         if closes:
             self._flush()
 
@@ -266,10 +262,10 @@ class ParquetWriter:
     def _flush(self) -> None:
         """Write the pages gathered so far as one row group: a column's pages one after
         the other (its column chunk), a column after the other."""
-        if not self._pending_rows:
+        if not self._pending[0]:  # every column has a page of every chunk: meta.ts's
             return
         from . import parquet_pages
-        rows, self._pending_rows = self._pending_rows, 0
+        rows = sum(page.rows for page in self._pending[0])
         thrift = self.fastparquet.parquet_thrift
         chunks: List[Any] = []
         with open(self.target.path, "r+b") as out:
@@ -394,42 +390,18 @@ def _after_line(lines: bytes, count: int) -> int:
 
 def _encode_chunk(lines: bytes, first_line: int, names: Sequence[str], columns,
                   optional: Sequence[bool], describe: str = "the output"):
-    """``(rows, [the Parquet page of each column])`` of a chunk of a part's lines: a function
-    of its bytes, so that it runs in the worker process as well as here."""
+    """The Parquet page of each column of a chunk of a part's lines: a function of its
+    bytes, so that it runs in the worker process as well as here."""
     from fastparquet import parquet_thrift
 
     from . import parquet_pages, tsvfields  # numpy: only with the parquet extra
     fields = tsvfields.Fields(lines, len(names), first_line, describe)
     where = {name: index for index, name in enumerate(names)}
     with _cyclic_gc_paused():
-        pages = [parquet_pages.encode_page(
-                     column.type, _typed(fields, column, where.get(column.name)), nullable,
-                     PARQUET_COMPRESSION, parquet_thrift)
-                 for column, nullable in zip(columns, optional)]
-    return fields.rows, pages
-
-
-def _typed(fields, column, index: Optional[int]) -> Tuple[Any, ...]:
-    """The typed values of a column of the chunk (see ``parquet_pages.encode_page``): all
-    null where the part's header does not have it."""
-    import numpy as np
-    kind, rows = column.type, fields.rows
-    if index is None:
-        if kind == "number":
-            return (np.full(rows, np.nan),)
-        values = np.zeros(0 if kind in ("string", "json") else rows,
-                          dtype=np.uint8 if kind in ("string", "json") else
-                          bool if kind == "boolean" else np.int64)
-        return values, np.ones(rows, dtype=bool)
-    if kind == "integer":
-        return fields.integers(index, column.name)
-    if kind == "number":
-        return (fields.numbers(index, column.name),)
-    if kind == "boolean":
-        return fields.booleans(index, column.name)
-    if kind == "timestamp":
-        return fields.times(index, column.name)
-    return fields.texts(index)
+        return [parquet_pages.encode_page(
+                    column.type, fields.column(column.type, where.get(column.name), column.name),
+                    nullable, PARQUET_COMPRESSION, parquet_thrift)
+                for column, nullable in zip(columns, optional)]
 
 
 # -- the worker process that encodes large parts' chunks ------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any, List, NamedTuple, Sequence
 
 import numpy as np
 
+from .tsvfields import TEXT_KINDS
+
 __all__ = ["Page", "encode_page", "column_chunk", "row_group"]
 
 #: fastparquet pads a page's values with this many zero bytes (its reader's reads ahead)
@@ -46,9 +48,9 @@ def encode_page(kind: str, typed: Sequence[Any], optional: bool, compression: st
         values, nulls = typed
     rows = len(nulls)
     count = int(np.count_nonzero(nulls))
-    present = values if kind in ("string", "json") or not count else values[~nulls]
-    if kind in ("string", "json"):
-        body = present.tobytes() if not isinstance(present, bytes) else present
+    present = values if kind in TEXT_KINDS or not count else values[~nulls]
+    if kind in TEXT_KINDS:  # the present texts only already
+        body = present.tobytes()
     elif kind == "boolean":
         body = np.packbits(present.astype(bool), bitorder="little").tobytes()
     elif kind == "number":

@@ -15,13 +15,16 @@ that was not ``\\N``.
 from __future__ import annotations
 
 import warnings
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import copytext, errors
 
-__all__ = ["Fields"]
+__all__ = ["Fields", "TEXT_KINDS"]
+
+#: the kinds of column whose values are texts (JSON ones included)
+TEXT_KINDS = ("string", "json")
 
 _TAB, _NEWLINE, _BACKSLASH, _MINUS, _ZERO = 9, 10, 92, 45, 48
 #: numpy 2 parses times from bytes, fast; numpy 1.22 (setup.py's floor) crashes the process
@@ -90,6 +93,27 @@ class Fields:
     def _row(self, present, at: int) -> int:
         """The row of the ``at``-th non-null field (``present`` as ``_present`` gives it)."""
         return at if isinstance(present, slice) else int(present[at])
+
+    def column(self, kind: str, index: Optional[int], name: str) -> Tuple[Any, ...]:
+        """The typed values of column ``index`` (of ``kind``, named ``name``): (values,
+        nulls) of integers, booleans and times, (values,) of numbers, (PLAIN bytes, nulls) of
+        texts -- all null where the part has no such column (``index`` None)."""
+        if index is None:
+            if kind == "number":
+                return (np.full(self.rows, np.nan),)
+            nulls = np.ones(self.rows, dtype=bool)
+            if kind in TEXT_KINDS:
+                return np.zeros(0, dtype=np.uint8), nulls
+            return np.zeros(self.rows, dtype=bool if kind == "boolean" else np.int64), nulls
+        if kind == "integer":
+            return self.integers(index, name)
+        if kind == "number":
+            return (self.numbers(index, name),)
+        if kind == "boolean":
+            return self.booleans(index, name)
+        if kind == "timestamp":
+            return self.times(index, name)
+        return self.texts(index)
 
     def integers(self, index: int, name: str) -> Tuple[Any, Any]:
         """(int64 values, nulls): an optional minus and 1 to 19 digits, within 64 bits."""
