@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-__all__ = ["decode_field", "unescape", "unescape_each", "decode_lines", "LineSplitter"]
+__all__ = ["decode_field", "unescape", "decode_lines", "LineSplitter"]
 
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.S)
 _SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -32,7 +32,7 @@ def unescape(text: str) -> str:
     Read left to right, every ``\\\\`` is an escaped backslash, so the text splits at them
     into pieces where each backslash begins an escape of a character that is not one; the
     common ones (tab, newline, return) are replaced piece by piece by ``str.replace``, the
-    rest by the regular expression (``unescape_each``, which gives the same text)."""
+    rest by the regular expression, one escape at a time."""
     if "\\" not in text:
         return text
     pieces = text.split("\\\\")
@@ -43,11 +43,6 @@ def unescape(text: str) -> str:
                 piece = _ESCAPE.sub(_unescape, piece)
             pieces[at] = piece
     return "\\".join(pieces)
-
-
-def unescape_each(text: str) -> str:
-    """``unescape`` one escape at a time: the plain reading of the format."""
-    return _ESCAPE.sub(_unescape, text)
 
 
 def decode_field(text: str) -> Optional[str]:

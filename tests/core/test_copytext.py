@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dap_core.copytext import LineSplitter, decode_field, decode_lines, unescape, unescape_each
+from dap_core.copytext import LineSplitter, decode_field, decode_lines, unescape
 
 FIELD = st.one_of(st.none(), st.text(max_size=20))
 
@@ -45,6 +45,32 @@ def test_escapes_of_copy_text_are_undone():
 def test_a_line_of_another_width_is_refused():
     with pytest.raises(ValueError):
         decode_lines(b"a\tb\n", 3)
+
+
+def unescape_each(text):
+    """COPY text's escapes read one at a time, left to right (the test's own reading): a
+    backslash and ``x`` with one or two hex digits, one to three octal digits, one of
+    ``b f n r t v``, or any other character, which stands for itself."""
+    simple = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+    out, at = [], 0
+    while at < len(text):
+        if text[at] != "\\" or at + 1 == len(text):
+            out.append(text[at])
+            at += 1
+            continue
+        code = text[at + 1]
+        hexes = len(text[at + 2:at + 4]) - len(text[at + 2:at + 4].lstrip("0123456789abcdefABCDEF"))
+        octals = len(text[at + 1:at + 4]) - len(text[at + 1:at + 4].lstrip("01234567"))
+        if code == "x" and hexes:
+            out.append(chr(int(text[at + 2:at + 2 + hexes], 16)))
+            at += 2 + hexes
+        elif octals:
+            out.append(chr(int(text[at + 1:at + 1 + octals], 8)))
+            at += 1 + octals
+        else:
+            out.append(simple.get(code, code))
+            at += 2
+    return "".join(out)
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,6 +9,7 @@ read with pyarrow and fastparquet (tests/parquet_readers.py), and its values are
 records' (`expected_columns`)."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -18,21 +19,13 @@ import pytest
 from dap_core.errors import UnexpectedAnswer
 from dap_core.shell import parquet
 from fixtures.simulator.encoders import encode
-from tests.parquet_parts import write_parts
+from tests.parquet_parts import FLAT_SCHEMA, write_parts
 from tests.parquet_readers import read_both
 
-SCHEMA = {"type": "object", "properties": {
-    "key": {"type": "object", "properties": {"id": {"type": "integer"}}},
-    "value": {"type": "object", "properties": {
-        "name": {"type": "string"},
-        "score": {"type": "number"},
-        "active": {"type": "boolean"},
-        "at": {"type": "string", "format": "date-time"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "doc": {"type": "object", "properties": {"n": {"type": "integer"}}}}},
-    "meta": {"type": "object", "properties": {
-        "ts": {"type": "string", "format": "date-time"},
-        "action": {"type": "string", "enum": ["U", "D"]}}}}}
+#: FLAT_SCHEMA with an object of fixed shape, spread into value.doc.n
+SCHEMA = copy.deepcopy(FLAT_SCHEMA)
+SCHEMA["properties"]["value"]["properties"]["doc"] = {
+    "type": "object", "properties": {"n": {"type": "integer"}}}
 
 
 def part(start: int, count: int, action: bool) -> bytes:
