@@ -122,21 +122,9 @@ def start_simulator(rows, rows_per_part):
         "--no-rate-limits", "--job-wait", "0", "--job-run", "0", "--advance-per-job", "0"])
 
 
-def as_installed(workdir):
-    """dap's environment as a user's install has it: pyarrow, which only the test extra
-    installs (a second reader for the tests), is hidden, since pandas imports it whenever it
-    finds it (some 35 MiB of dap's RSS that a user of the parquet extra does not pay)."""
-    shadow = workdir / "as-installed" / "pyarrow"
-    shadow.mkdir(parents=True, exist_ok=True)
-    (shadow / "__init__.py").write_text(
-        'raise ImportError("bench/run.py hides pyarrow: the parquet extra does not have it")\n')
-    paths = [str(shadow.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(":") if p]
-    return {"PYTHONPATH": ":".join(paths)}
-
-
 def bench_format(fmt, base_url, repeat, workdir):
     env = dict(os.environ, DAP_API_URL=base_url, DAP_CLIENT_ID=CLIENT_ID,
-               DAP_CLIENT_SECRET=SECRET, **as_installed(workdir))
+               DAP_CLIENT_SECRET=SECRET)
     env.pop("DAP_API_KEY", None)
     env.pop("DAP_NO_FAST", None)
     ref_out = workdir / f"reference.{WIRE[fmt]}"
